@@ -688,9 +688,9 @@ static int check_interface_name(const char *name, char *why, size_t whylen)
     size_t n = strlen(name);
     bool ok = n > 0 && n < CONFIG_IFNAME_MAX;
     for (const char *p = name; ok && *p; p++)
-        ok = *p > 0x20 && *p < 0x7f && *p != '/' && *p != '"';
+        ok = *p > 0x20 && *p < 0x7f && !strchr("/]\"#", *p);
     if (!ok)
-        say(why, whylen, "%s is not an interface name (1..%d printable characters, no '/')",
+        say(why, whylen, "%s is not an interface name (1..%d printable characters, none of / ] \" #)",
             Q(name), CONFIG_IFNAME_MAX - 1);
     return ok ? 0 : -1;
 }
