@@ -45,19 +45,21 @@ static const char *const log_level_choices[] = { "debug", "info", "warn", "error
 static const char *const backend_choices[] = { "auto", "kvm", "process", NULL };
 static const char *const cipher_choices[] = { "auto", "aes-256-gcm", "xchacha20-poly1305", NULL };
 
+#define NO_RANGE 0, 0, NULL   /* min, max, choices: unused by this type */
+
 #define PORT(key, member, dflt, what) \
     { .info = { "ports", key, CONFIG_UINT, dflt, what, 1, 65535, NULL }, FIELD(ports.member) }
 
 static const schema_key_t schema[] = {
     /* [agent] */
     { .info = { "agent", "name", CONFIG_STRING, NULL,
-                "This agent's name in the cluster; unique within it. Default: the hostname." },
+                "This agent's name in the cluster; unique within it. Default: the hostname.", NO_RANGE },
       FIELD(agent.name), .flags = KEY_NAME_CHARS | KEY_NOT_EMPTY },
     { .info = { "agent", "cluster", CONFIG_STRING, "ferry",
-                "Name of the cluster; agents of another cluster are refused." },
+                "Name of the cluster; agents of another cluster are refused.", NO_RANGE },
       FIELD(agent.cluster), .flags = KEY_NAME_CHARS | KEY_NOT_EMPTY },
     { .info = { "agent", "state_dir", CONFIG_STRING, "/var/lib/ferry",
-                "Directory for the agent's keys, Raft log and snapshots." },
+                "Directory for the agent's keys, Raft log and snapshots.", NO_RANGE },
       FIELD(agent.state_dir), .flags = KEY_NOT_EMPTY },
     { .info = { "agent", "log_level", CONFIG_CHOICE, "info",
                 "Least severe log level written: debug, info, warn, error or off.",
@@ -65,14 +67,14 @@ static const schema_key_t schema[] = {
       FIELD(agent.log_level) },
     { .info = { "agent", "bind", CONFIG_ADDRESS, "",
                 "Address the control API, Raft and gossip listen on. Empty: the address of "
-                "the management interface (ferryd --dev: 127.0.0.1)." },
+                "the management interface (ferryd --dev: 127.0.0.1).", NO_RANGE },
       FIELD(agent.bind) },
     { .info = { "agent", "http_bind", CONFIG_ADDRESS, "127.0.0.1",
-                "Address of the HTTP listener (metrics, JSON, UI)." },
+                "Address of the HTTP listener (metrics, JSON, UI).", NO_RANGE },
       FIELD(agent.http_bind) },
     { .info = { "agent", "join", CONFIG_ENDPOINTS, "",
                 "Agents to join through: comma list of host[:port]; the port defaults to "
-                "[ports] gossip. Empty: no seeds." },
+                "[ports] gossip. Empty: no seeds.", NO_RANGE },
       FIELD(agent.join), .count_offset = offsetof(config_t, agent.join_count) },
     { .info = { "agent", "voters", CONFIG_UINT, "3",
                 "How many agents vote in Raft; the others follow without a vote.", 1, 9, NULL },
@@ -100,7 +102,7 @@ static const schema_key_t schema[] = {
 
     /* [cluster] - timings; keep them equal on every agent. */
     { .info = { "cluster", "key_file", CONFIG_STRING, "",
-                "File holding the 32-byte cluster key. Empty: <state_dir>/cluster.key." },
+                "File holding the 32-byte cluster key. Empty: <state_dir>/cluster.key.", NO_RANGE },
       FIELD(cluster.key_file) },
     { .info = { "cluster", "probe_interval", CONFIG_DURATION, "1s",
                 "SWIM: how often each agent probes one peer.", 10, MS_MINUTE, NULL },
@@ -148,7 +150,7 @@ static const schema_key_t schema[] = {
     /* [interface NAME] - the field is in config_interface_t, not config_t. */
     { .info = { "interface", "services", CONFIG_SERVICES, "",
                 "Services this interface carries: comma list of management, vmotion, "
-                "provisioning, raft, gossip." },
+                "provisioning, raft, gossip.", NO_RANGE },
       .offset = offsetof(config_interface_t, services),
       .size = sizeof(((config_interface_t *)0)->services) },
 };
@@ -688,9 +690,9 @@ static int check_interface_name(const char *name, char *why, size_t whylen)
     size_t n = strlen(name);
     bool ok = n > 0 && n < CONFIG_IFNAME_MAX;
     for (const char *p = name; ok && *p; p++)
-        ok = *p > 0x20 && *p < 0x7f && *p != '/' && *p != '"';
+        ok = *p > 0x20 && *p < 0x7f && !strchr("/]\"#", *p);
     if (!ok)
-        say(why, whylen, "%s is not an interface name (1..%d printable characters, no '/')",
+        say(why, whylen, "%s is not an interface name (1..%d printable characters, none of / ] \" #)",
             Q(name), CONFIG_IFNAME_MAX - 1);
     return ok ? 0 : -1;
 }

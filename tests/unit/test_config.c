@@ -336,10 +336,10 @@ static void test_error_messages(void **state)
                        "cluster, migration, interface NAME)" },
         { "[interface]\n", "t.conf:1: [interface]: name the interface, e.g. [interface eth0]" },
         { "[interface a/b]\n", "t.conf:1: [interface]: \"a/b\" is not an interface name "
-                               "(1..15 printable characters, no '/')" },
+                               "(1..15 printable characters, none of / ] \" #)" },
         { "[interface abcdefghijklmnop]\n",
           "t.conf:1: [interface]: \"abcdefghijklmnop\" is not an interface name "
-          "(1..15 printable characters, no '/')" },
+          "(1..15 printable characters, none of / ] \" #)" },
         /* binary bytes are shown escaped */
         { "[agent]\nname = \x01\xff\n",
           "t.conf:2: [agent] name: \"\\x01\\xff\": character \"\\x01\" is not allowed (use "
