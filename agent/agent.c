@@ -94,8 +94,17 @@ agent_t *agent_new(const config_t *config, const agent_options_t *options, char 
     for (int i = 0; i < self->state.admin_count; i++)
         zap_allow(self->zap, "control", self->state.admins[i]);
 
+    /* No bind address configured: serve on the management interface. */
+    if (self->config.agent.bind[0] == '\0') {
+        const char *address = inventory_service_address(self->inventory, SERVICE_MANAGEMENT);
+        if (!address) {
+            snprintf(err, errlen, "no [agent] bind given and no management interface has an address");
+            goto fail;
+        }
+        snprintf(self->config.agent.bind, sizeof(self->config.agent.bind), "%s", address);
+    }
     char endpoint[300];
-    snprintf(endpoint, sizeof(endpoint), "tcp://%s:%u", config->agent.bind, config->ports.control);
+    snprintf(endpoint, sizeof(endpoint), "tcp://%s:%u", self->config.agent.bind, self->config.ports.control);
     self->control = control_new(endpoint, &self->state.identity, self->state.name, err, errlen);
     if (!self->control)
         goto fail;

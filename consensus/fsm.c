@@ -104,7 +104,7 @@ struct fsm {
 static void init_tables(fsm_t *self)
 {
     self->hosts = (table_t){ .item_size = sizeof(fsm_host_t), .limit = 1024 };
-    self->vms = (table_t){ .item_size = sizeof(fsm_vm_t), .limit = 65536 };
+    self->vms = (table_t){ .item_size = sizeof(fsm_vm_t), .limit = 16384 };  /* snapshot stays under WIRE_MAX_FRAME */
     self->devices = (table_t){ .item_size = sizeof(fsm_device_t), .limit = 4096 };
     self->rules = (table_t){ .item_size = sizeof(fsm_rule_t), .limit = 1024 };
     self->settings = (table_t){ .item_size = sizeof(fsm_setting_t), .limit = 256 };
@@ -592,14 +592,10 @@ fsm_status_t fsm_apply(fsm_t *self, uint64_t index, const uint8_t *command, size
         self->applied_index = index;
 
     msgpack_unpacked unpacked;
-    msgpack_unpacked_init(&unpacked);
-    size_t offset = 0;
     char err[128];
     fsm_status_t status;
-    if (len == 0 || len > WIRE_MAX_FRAME ||
-        msgpack_unpack_next(&unpacked, (const char *)command, len, &offset) != MSGPACK_UNPACK_SUCCESS ||
-        offset != len || wire_check_bounds(&unpacked.data, err, sizeof(err)) != 0) {
-        status = result_set(r, FSM_ERR_MALFORMED, "command is not valid msgpack");
+    if (wire_unpack(&unpacked, command, len, err, sizeof(err)) != 0) {
+        status = result_set(r, FSM_ERR_MALFORMED, "command is not valid: %s", err);
         goto out;
     }
     const msgpack_object *root = &unpacked.data;
@@ -829,18 +825,11 @@ static bool restore_tables(fsm_t *fresh, const msgpack_object *f, char *err, siz
 int fsm_restore(fsm_t *self, const uint8_t *data, size_t len, char *err, size_t errlen)
 {
     msgpack_unpacked unpacked;
-    msgpack_unpacked_init(&unpacked);
-    size_t offset = 0;
     int rc = -1;
     fsm_t fresh;
     memset(&fresh, 0, sizeof(fresh));
     init_tables(&fresh);
-    if (msgpack_unpack_next(&unpacked, (const char *)data, len, &offset) != MSGPACK_UNPACK_SUCCESS ||
-        offset != len) {
-        snprintf(err, errlen, "snapshot is not one valid msgpack value");
-        goto out;
-    }
-    if (wire_check_bounds(&unpacked.data, err, errlen) != 0)
+    if (wire_unpack(&unpacked, data, len, err, errlen) != 0)
         goto out;
     const msgpack_object *f = record(&unpacked.data, 7);
     uint64_t version = 0;

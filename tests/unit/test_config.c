@@ -83,7 +83,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.ports.http, 7480);
     assert_int_equal(cfg.agent.voters, 3);
     assert_int_equal(cfg.agent.backend, BACKEND_AUTO);
-    assert_int_equal(cfg.agent.log_level, LOG_INFO);
+    assert_int_equal(cfg.agent.log_level, LOG_LEVEL_INFO);
     assert_string_equal(cfg.agent.cluster, "ferry");
     assert_string_equal(cfg.agent.state_dir, "/var/lib/ferry");
     assert_string_equal(cfg.agent.bind, "");
@@ -181,7 +181,7 @@ static void test_values_of_every_type(void **state)
     assert_string_equal(cfg.agent.name, "node-7");
     assert_string_equal(cfg.agent.cluster, "lab");
     assert_string_equal(cfg.agent.state_dir, "/srv/ferry # not a comment");
-    assert_int_equal(cfg.agent.log_level, LOG_DEBUG);
+    assert_int_equal(cfg.agent.log_level, LOG_LEVEL_DEBUG);
     assert_string_equal(cfg.agent.bind, "127.0.0.2");
     assert_string_equal(cfg.agent.http_bind, "::1");
     assert_int_equal(cfg.agent.join_count, 4);
