@@ -146,9 +146,7 @@ def render_compose():
         out += ["    image: ferry:latest",
                 f"    hostname: {name}",
                 "    init: true",
-                "    restart: unless-stopped",
-                "    ulimits:",
-                "      memlock: -1"]
+                "    restart: unless-stopped"]
         if i == 1:
             out += ["    environment:",
                     '      FERRY_FIRST: "1"']
