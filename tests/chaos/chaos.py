@@ -17,6 +17,7 @@ Python 3 standard library only. See docs/chaos.md.
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -91,7 +92,13 @@ def list_all():
         print(f"{s.name:<28} {s.fault}{'  [' + tags + ']' if tags else ''}")
 
 
+def on_sigterm(signum, frame):
+    # `timeout` and CI stop us with SIGTERM: unwind so every finally: tears down
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv=None):
+    signal.signal(signal.SIGTERM, on_sigterm)
     args = parse_args(argv)
     if args.list:
         list_all()
