@@ -32,13 +32,18 @@ import scenarios  # noqa: E402
 import topology  # noqa: E402
 from report import FAIL, SKIP, Row  # noqa: E402
 
-SOURCE_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.path.normpath(os.path.join(HERE, "..", ".."))
+FAKE_AGENT = os.path.join(HERE, "fake-agent")
 
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description="ferry chaos suite", epilog="see docs/chaos.md")
     ap.add_argument("--build-dir", default=os.path.join(SOURCE_DIR, "build"),
                     help="where ferryd and ferryctl were built (default: build)")
+    ap.add_argument("--fake-agent", action="store_true",
+                    help="use the scripted stand-in agent of tests/chaos/fake-agent "
+                         "(tests the harness itself; host1 leads forever)")
     ap.add_argument("--from-source", action="store_true",
                     help="build the image with deploy/Dockerfile's compile stage instead")
     ap.add_argument("--quick", action="store_true",
@@ -120,8 +125,9 @@ def main(argv=None):
     try:
         cl.remove_leftovers()
         timings["base image"] = docker_env.ensure_base_image(work)
+        binaries = FAKE_AGENT if args.fake_agent else args.build_dir
         image, timings["ferry image"] = docker_env.build_image(
-            SOURCE_DIR, args.build_dir, work, from_source=args.from_source)
+            SOURCE_DIR, binaries, work, from_source=args.from_source)
         print(report.header(), flush=True)
 
         if not args.no_primitives:

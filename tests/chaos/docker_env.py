@@ -179,6 +179,7 @@ def _build(context, dockerfile, tag, timeout, target=None, log_path=None):
 
 
 def build_image(source_dir, build_dir, work_dir, from_source=False, timeout=1200):
+    # build_dir: any directory holding executables named ferryd and ferryctl
     """The ferry image the cluster runs; returns (tag, seconds).
 
     Default: deploy/Dockerfile's runtime stage plus ferryd and ferryctl from

@@ -111,7 +111,8 @@ def run_scenario(run, sc):
         def new_leader(snap):
             found = leader_of(snap, len(c.nodes))
             return found is not None and (old is None or found[0] != old.name)
-        leader_t = run.poll_for(s.hold, until=new_leader)
+        # the leader is gone or cut off: another must take over within the bound
+        leader_t = run.poll_for(s.leader_bound, until=new_leader)
         rest = s.hold - (c.now() - t_fault)
         if rest > 0:
             run.poll_for(rest)
@@ -122,9 +123,10 @@ def run_scenario(run, sc):
     found = ck.violations[before:]
     checked = f"{len(INVARIANTS)} x {ck.polls - polls0} polls"
     facts = []
+    no_new_leader = sc.new_leader and leader_t is None
     if sc.new_leader:
         facts.append(f"new leader after {leader_t - t_fault:.1f}s" if leader_t is not None
-                     else f"no new leader within the {s.hold:.0f}s hold")
+                     else f"no new leader within {s.leader_bound:.0f}s")
     if isinstance(state, dict) and state.get("note"):
         facts.append(state["note"])
     if found:
@@ -134,6 +136,9 @@ def run_scenario(run, sc):
     if took is None:
         return Row(sc.name, sc.fault, FAIL, invariants=checked, recover="never",
                    detail="not whole after heal: " + "; ".join(reasons[:3]))
+    if no_new_leader:
+        return Row(sc.name, sc.fault, FAIL, invariants=checked, recover=f"{took:.1f}s",
+                   detail="; ".join(facts))
     return Row(sc.name, sc.fault, PASS, recover=f"{took:.1f}s", invariants=checked,
                detail="; ".join(facts))
 
