@@ -17,6 +17,7 @@ import time
 BASE_IMAGE = "debian:bookworm-slim"
 RUNTIME_IMAGE = "ferry-chaos-runtime:latest"
 IMAGE = "ferry-chaos:latest"
+IMAGE_LABEL = "ferry.chaos.image=1"
 DEBIAN_MIRROR = os.environ.get("FERRY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 # dockerd as the harness starts it: no default bridge (it would take
@@ -214,9 +215,13 @@ def build_image(source_dir, build_dir, work_dir, from_source=False, timeout=1200
         for b in binaries:
             shutil.copy2(b, ctx)
         with open(os.path.join(ctx, "Dockerfile.binaries"), "w") as f:
-            f.write(f"FROM {RUNTIME_IMAGE}\nCOPY ferryd ferryctl /usr/local/bin/\n")
+            f.write(f"FROM {RUNTIME_IMAGE}\nLABEL {IMAGE_LABEL}\n"
+                    "COPY ferryd ferryctl /usr/local/bin/\n")
         _build(ctx, os.path.join(ctx, "Dockerfile.binaries"), IMAGE, timeout, log_path=log_path)
         shutil.rmtree(ctx, ignore_errors=True)
+        # the image this build replaced is now untagged: drop it (ours only)
+        docker("image", "prune", "-f", "--filter", f"label={IMAGE_LABEL}", timeout=120,
+               check=False)
     took = time.monotonic() - t0
     log(f"built {IMAGE} in {took:.1f}s ({'from source' if from_source else 'host binaries'})")
     return IMAGE, took
