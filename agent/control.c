@@ -14,8 +14,18 @@ typedef struct {
     void *ctx;
 } command_t;
 
+typedef struct {
+    control_ticket_t ticket;
+    zframe_t *routing_id;
+} pending_t;
+
+#define CONTROL_MAX_PENDING 1024
+
 struct control {
     zsock_t *socket;
+    pending_t pending[CONTROL_MAX_PENDING];
+    size_t pending_count;
+    control_ticket_t next_ticket;
     char endpoint[256];
     char agent_name[64];
     command_t commands[CONTROL_MAX_COMMANDS];
@@ -65,11 +75,15 @@ fail:
     return NULL;
 }
 
+static void reply_error(control_t *self, zframe_t *routing_id, control_code_t code, const char *error);
+
 void control_destroy(control_t **self_p)
 {
     control_t *self = *self_p;
     if (!self)
         return;
+    for (size_t i = 0; i < self->pending_count; i++)
+        reply_error(self, self->pending[i].routing_id, CONTROL_UNAVAILABLE, "the agent is shutting down");
     zsock_destroy(&self->socket);
     free(self);
     *self_p = NULL;
@@ -123,6 +137,21 @@ static void reply_error(control_t *self, zframe_t *routing_id, control_code_t co
     msgpack_sbuffer_destroy(&buf);
 }
 
+static void reply_ok(control_t *self, zframe_t *routing_id, const msgpack_sbuffer *result)
+{
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    wire_envelope_begin(&pk, WIRE_CONTROL_REPLY, self->agent_name);
+    msgpack_pack_map(&pk, 2);
+    wire_pack_kv_bool(&pk, "ok", true);
+    wire_pack_str(&pk, "result");
+    msgpack_sbuffer_write(&buf, result->data, result->size);
+    send_reply(self, routing_id, &buf);
+    msgpack_sbuffer_destroy(&buf);
+}
+
 static void dispatch(control_t *self, zframe_t *routing_id, const wire_control_request_t *req)
 {
     const command_t *command = find_command(self, req->command);
@@ -138,26 +167,50 @@ static void dispatch(control_t *self, zframe_t *routing_id, const wire_control_r
     msgpack_sbuffer_init(&result_buf);
     msgpack_packer result_pk;
     msgpack_packer_init(&result_pk, &result_buf, msgpack_sbuffer_write);
-    control_call_t call = { .args = req->args, .result = &result_pk };
-    if (command->handler(command->ctx, &call) != 0 || result_buf.size == 0) {
+    control_call_t call = { .args = req->args, .result = &result_pk, .ticket = ++self->next_ticket };
+    int rc = command->handler(command->ctx, &call);
+    if (rc == CONTROL_DEFERRED && call.deferred) {
+        if (self->pending_count == CONTROL_MAX_PENDING) {
+            reply_error(self, routing_id, CONTROL_UNAVAILABLE, "too many requests in flight; retry");
+        } else {
+            self->pending[self->pending_count++] = (pending_t){ .ticket = call.ticket, .routing_id = routing_id };
+        }
+        msgpack_sbuffer_destroy(&result_buf);
+        return;
+    }
+    if (rc != 0 || result_buf.size == 0) {
         if (call.code == CONTROL_OK)
             control_fail(&call, CONTROL_INTERNAL, "command '%s' produced no result", req->command);
         reply_error(self, routing_id, call.code, call.error);
         msgpack_sbuffer_destroy(&result_buf);
         return;
     }
-    msgpack_sbuffer buf;
-    msgpack_sbuffer_init(&buf);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
-    wire_envelope_begin(&pk, WIRE_CONTROL_REPLY, self->agent_name);
-    msgpack_pack_map(&pk, 2);
-    wire_pack_kv_bool(&pk, "ok", true);
-    wire_pack_str(&pk, "result");
-    msgpack_sbuffer_write(&buf, result_buf.data, result_buf.size);
-    send_reply(self, routing_id, &buf);
-    msgpack_sbuffer_destroy(&buf);
+    reply_ok(self, routing_id, &result_buf);
     msgpack_sbuffer_destroy(&result_buf);
+}
+
+control_ticket_t control_defer(control_call_t *call)
+{
+    call->deferred = true;
+    return call->ticket;
+}
+
+int control_complete(control_t *self, control_ticket_t ticket, const msgpack_sbuffer *result,
+                     control_code_t code, const char *error)
+{
+    for (size_t i = 0; i < self->pending_count; i++) {
+        if (self->pending[i].ticket != ticket)
+            continue;
+        zframe_t *routing_id = self->pending[i].routing_id;
+        self->pending[i] = self->pending[--self->pending_count];
+        if (code == CONTROL_OK && result && result->size)
+            reply_ok(self, routing_id, result);
+        else
+            reply_error(self, routing_id, code == CONTROL_OK ? CONTROL_INTERNAL : code,
+                        error ? error : "no result");
+        return 0;
+    }
+    return -1;
 }
 
 void control_handle(control_t *self)

@@ -14,6 +14,8 @@
 
 #include <czmq.h>
 #include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "common/crypto.h"
 
@@ -33,13 +35,28 @@ typedef struct control control_t;
 
 typedef struct {
     const msgpack_object *args;   /* a map, or NULL when the request had none */
+    control_ticket_t ticket;      /* set by control_defer() */
+    bool deferred;
     msgpack_packer *result;       /* pack exactly one value on success */
     control_code_t code;          /* set with control_fail() */
     char error[512];
 } control_call_t;
 
-/* Returns 0 on success (result packed) or -1 after control_fail(). */
+/* Returns 0 on success (result packed), -1 after control_fail(), or
+ * CONTROL_DEFERRED after control_defer(): the reply comes later. */
 typedef int (control_handler_fn)(void *ctx, control_call_t *call);
+#define CONTROL_DEFERRED 1
+
+/* A request whose reply waits for something (a Raft commit, a migration).
+ * Handlers call control_defer() and return CONTROL_DEFERRED; later the owner
+ * calls control_complete() exactly once. Deferred requests that are never
+ * completed are failed with CONTROL_UNAVAILABLE when the control API closes. */
+typedef uint64_t control_ticket_t;
+control_ticket_t control_defer(control_call_t *call);
+/* `result` is a packed msgpack value (NULL on failure). Returns -1 if the
+ * ticket is unknown (completed already). */
+int control_complete(control_t *self, control_ticket_t ticket, const msgpack_sbuffer *result,
+                     control_code_t code, const char *error);
 
 int control_fail(control_call_t *call, control_code_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
