@@ -32,6 +32,7 @@ typedef enum {
 } control_code_t;
 
 typedef struct control control_t;
+typedef uint64_t control_ticket_t;
 
 typedef struct {
     const msgpack_object *args;   /* a map, or NULL when the request had none */
@@ -51,7 +52,6 @@ typedef int (control_handler_fn)(void *ctx, control_call_t *call);
  * Handlers call control_defer() and return CONTROL_DEFERRED; later the owner
  * calls control_complete() exactly once. Deferred requests that are never
  * completed are failed with CONTROL_UNAVAILABLE when the control API closes. */
-typedef uint64_t control_ticket_t;
 control_ticket_t control_defer(control_call_t *call);
 /* `result` is a packed msgpack value (NULL on failure). Returns -1 if the
  * ticket is unknown (completed already). */
