@@ -23,5 +23,6 @@ typedef struct {
 
 /* Each file cmd_*.c exports its table, ended by an entry with words == NULL. */
 extern const cli_command_t cli_host_commands[];
+extern const cli_command_t cli_cluster_commands[];
 
 #endif

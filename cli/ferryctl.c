@@ -32,7 +32,7 @@ typedef struct {
     int timeout_ms;
 } global_options_t;
 
-static const cli_command_t *const command_tables[] = { cli_host_commands };
+static const cli_command_t *const command_tables[] = { cli_host_commands, cli_cluster_commands };
 
 static void usage(FILE *out)
 {
