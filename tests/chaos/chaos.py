@@ -178,6 +178,12 @@ def run_cluster(args, image, work, run_id, chosen, timings, emit):
             report.note(f"{args.nodes} agents up; workload: {scenarios.create_workload(run)}")
         except Exception as e:  # noqa: BLE001 - every scenario fails with the reason
             why = f"cluster set-up: {type(e).__name__}: {e}"
+            for node in c.nodes:
+                try:
+                    if not c.running(node):
+                        why += f"; {node} exited: {c.logs_tail(node, 3)}"
+                except RuntimeError:
+                    pass
             return [emit(Row(s.name, s.fault, SKIP if s.needs != "cluster" and caps[s.needs]
                              else FAIL, detail=why)) for s in chosen]
         return scenarios.run_scenarios(run, chosen, caps, emit)

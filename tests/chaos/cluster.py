@@ -139,6 +139,9 @@ class Cluster:
         join = host1:7402 (topology.join_seeds). Change the flow here, in
         deploy/docker-entrypoint.sh and in topology.render_config."""
         self.create_networks()
+        os.makedirs(self.shared_dir, exist_ok=True)
+        with open(os.path.join(self.shared_dir, "chaos-hosts"), "w") as f:
+            f.write(" ".join(str(n.index) for n in self.nodes) + "\n")   # for fake-agent/
         first, rest = self.nodes[0], self.nodes[1:]
         self._create(first, env={"FERRY_FIRST": "1"})
         self.start(first)
