@@ -57,7 +57,7 @@ def remove_leftovers():
     ids = docker("ps", "-aq", "--filter", f"label={LABEL}", timeout=30).stdout.split()
     if ids:
         log(f"removing {len(ids)} leftover container(s)")
-        docker("rm", "-f", *ids, timeout=120)
+        docker("rm", "-f", "-v", *ids, timeout=120)
     nets = docker("network", "ls", "-q", "--filter", f"label={LABEL}", timeout=30).stdout.split()
     if nets:
         log(f"removing {len(nets)} leftover network(s)")
@@ -166,7 +166,7 @@ class Cluster:
                     os.makedirs(log_dir, exist_ok=True)
                     with open(os.path.join(log_dir, f"{node.name}.log"), "w") as f:
                         f.write(r.stdout + r.stderr)
-            docker("rm", "-f", node.container, timeout=60, check=False)
+            docker("rm", "-f", "-v", node.container, timeout=60, check=False)
         for net in topology.NETWORKS:
             docker("network", "rm", network_name(net), timeout=60, check=False)
 
