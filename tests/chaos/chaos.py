@@ -16,6 +16,7 @@ Python 3 standard library only. See docs/chaos.md.
 """
 
 import argparse
+import fcntl
 import os
 import signal
 import sys
@@ -35,6 +36,7 @@ from report import FAIL, SKIP, Row  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.path.normpath(os.path.join(HERE, "..", ".."))
 FAKE_AGENT = os.path.join(HERE, "fake-agent")
+LOCK_PATH = "/run/lock/ferry-chaos.lock" if os.path.isdir("/run/lock") else "/tmp/ferry-chaos.lock"
 
 
 def parse_args(argv):
@@ -109,6 +111,13 @@ def main(argv=None):
         list_all()
         return 0
     os.makedirs(args.log_dir, exist_ok=True)
+    # one run per machine: runs share container names, subnets and leftovers
+    lock = open(LOCK_PATH, "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"chaos: another chaos run holds {LOCK_PATH}", file=sys.stderr)
+        return 2
     work = tempfile.mkdtemp(prefix="ferry-chaos-")
     run_id = f"{os.getpid()}-{int(time.time())}"
     dockerd = docker_env.Dockerd(args.log_dir)

@@ -397,9 +397,5 @@ def agent_capabilities(image):
     return caps
 
 
-def copy_logs_hint(log_dir):
-    return f"container logs in {log_dir}" if log_dir and os.path.isdir(log_dir) else ""
-
-
 def rmtree_quiet(path):
     shutil.rmtree(path, ignore_errors=True)
