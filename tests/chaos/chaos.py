@@ -202,4 +202,8 @@ def run_cluster(args, image, work, run_id, chosen, timings, emit):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as e:      # everything was torn down on the way out
+        print(f"chaos: interrupted ({e or 'ctrl-c'})", file=sys.stderr)
+        sys.exit(130)
