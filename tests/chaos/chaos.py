@@ -110,9 +110,15 @@ def main(argv=None):
     if args.list:
         list_all()
         return 0
-    os.makedirs(args.log_dir, exist_ok=True)
+    try:
+        os.makedirs(args.log_dir, exist_ok=True)
+        if not os.access(args.log_dir, os.W_OK):
+            raise PermissionError(args.log_dir)
+    except OSError:
+        args.log_dir = tempfile.mkdtemp(prefix="ferry-chaos-logs-")
+        report.note(f"{args.log_dir} holds the logs: the log dir asked for is not writable")
     # one run per machine: runs share container names, subnets and leftovers
-    lock = open(LOCK_PATH, "a+")
+    lock = os.open(LOCK_PATH, os.O_RDONLY | os.O_CREAT, 0o644)   # flock needs no write
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -126,6 +132,8 @@ def main(argv=None):
     except docker_env.DockerUnavailable as e:
         print(f"chaos: SKIPPED: dockerd cannot start: {e}", flush=True)
         cl.rmtree_quiet(work)
+        if args.log_dir.startswith(tempfile.gettempdir() + "/ferry-chaos-logs-"):
+            cl.rmtree_quiet(args.log_dir)
         return 0 if args.skip_without_docker else 2
 
     rows = []
