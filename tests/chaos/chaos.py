@@ -16,6 +16,7 @@ Python 3 standard library only. See docs/chaos.md.
 """
 
 import argparse
+import fcntl
 import os
 import signal
 import sys
@@ -35,6 +36,7 @@ from report import FAIL, SKIP, Row  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.path.normpath(os.path.join(HERE, "..", ".."))
 FAKE_AGENT = os.path.join(HERE, "fake-agent")
+LOCK_PATH = "/run/lock/ferry-chaos.lock" if os.path.isdir("/run/lock") else "/tmp/ferry-chaos.lock"
 
 
 def parse_args(argv):
@@ -108,7 +110,20 @@ def main(argv=None):
     if args.list:
         list_all()
         return 0
-    os.makedirs(args.log_dir, exist_ok=True)
+    try:
+        os.makedirs(args.log_dir, exist_ok=True)
+        if not os.access(args.log_dir, os.W_OK):
+            raise PermissionError(args.log_dir)
+    except OSError:
+        args.log_dir = tempfile.mkdtemp(prefix="ferry-chaos-logs-")
+        report.note(f"{args.log_dir} holds the logs: the log dir asked for is not writable")
+    # one run per machine: runs share container names, subnets and leftovers
+    lock = os.open(LOCK_PATH, os.O_RDONLY | os.O_CREAT, 0o644)   # flock needs no write
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"chaos: another chaos run holds {LOCK_PATH}", file=sys.stderr)
+        return 2
     work = tempfile.mkdtemp(prefix="ferry-chaos-")
     run_id = f"{os.getpid()}-{int(time.time())}"
     dockerd = docker_env.Dockerd(args.log_dir)
@@ -117,6 +132,8 @@ def main(argv=None):
     except docker_env.DockerUnavailable as e:
         print(f"chaos: SKIPPED: dockerd cannot start: {e}", flush=True)
         cl.rmtree_quiet(work)
+        if args.log_dir.startswith(tempfile.gettempdir() + "/ferry-chaos-logs-"):
+            cl.rmtree_quiet(args.log_dir)
         return 0 if args.skip_without_docker else 2
 
     rows = []
@@ -178,6 +195,12 @@ def run_cluster(args, image, work, run_id, chosen, timings, emit):
             report.note(f"{args.nodes} agents up; workload: {scenarios.create_workload(run)}")
         except Exception as e:  # noqa: BLE001 - every scenario fails with the reason
             why = f"cluster set-up: {type(e).__name__}: {e}"
+            for node in c.nodes:
+                try:
+                    if not c.running(node):
+                        why += f"; {node} exited: {c.logs_tail(node, 3)}"
+                except RuntimeError:
+                    pass
             return [emit(Row(s.name, s.fault, SKIP if s.needs != "cluster" and caps[s.needs]
                              else FAIL, detail=why)) for s in chosen]
         return scenarios.run_scenarios(run, chosen, caps, emit)
@@ -187,4 +210,8 @@ def run_cluster(args, image, work, run_id, chosen, timings, emit):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as e:      # everything was torn down on the way out
+        print(f"chaos: interrupted ({e or 'ctrl-c'})", file=sys.stderr)
+        sys.exit(130)

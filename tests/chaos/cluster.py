@@ -57,7 +57,7 @@ def remove_leftovers():
     ids = docker("ps", "-aq", "--filter", f"label={LABEL}", timeout=30).stdout.split()
     if ids:
         log(f"removing {len(ids)} leftover container(s)")
-        docker("rm", "-f", *ids, timeout=120)
+        docker("rm", "-f", "-v", *ids, timeout=120)
     nets = docker("network", "ls", "-q", "--filter", f"label={LABEL}", timeout=30).stdout.split()
     if nets:
         log(f"removing {len(nets)} leftover network(s)")
@@ -139,6 +139,9 @@ class Cluster:
         join = host1:7402 (topology.join_seeds). Change the flow here, in
         deploy/docker-entrypoint.sh and in topology.render_config."""
         self.create_networks()
+        os.makedirs(self.shared_dir, exist_ok=True)
+        with open(os.path.join(self.shared_dir, "chaos-hosts"), "w") as f:
+            f.write(" ".join(str(n.index) for n in self.nodes) + "\n")   # for fake-agent/
         first, rest = self.nodes[0], self.nodes[1:]
         self._create(first, env={"FERRY_FIRST": "1"})
         self.start(first)
@@ -163,7 +166,7 @@ class Cluster:
                     os.makedirs(log_dir, exist_ok=True)
                     with open(os.path.join(log_dir, f"{node.name}.log"), "w") as f:
                         f.write(r.stdout + r.stderr)
-            docker("rm", "-f", node.container, timeout=60, check=False)
+            docker("rm", "-f", "-v", node.container, timeout=60, check=False)
         for net in topology.NETWORKS:
             docker("network", "rm", network_name(net), timeout=60, check=False)
 
@@ -392,10 +395,6 @@ def agent_capabilities(image):
     caps["migrate"] = None if rc == 0 and "migrate" in text else \
         "`ferryctl vm migrate` does not exist yet"
     return caps
-
-
-def copy_logs_hint(log_dir):
-    return f"container logs in {log_dir}" if log_dir and os.path.isdir(log_dir) else ""
 
 
 def rmtree_quiet(path):

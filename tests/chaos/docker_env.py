@@ -79,7 +79,10 @@ class Dockerd:
         if shutil.which("dockerd") is None:
             raise DockerUnavailable("no dockerd binary (apt-get install docker.io)")
         if os.geteuid() != 0:
-            raise DockerUnavailable("dockerd is not running and starting it needs root")
+            r = run(["docker", "info"], timeout=10, check=False)
+            why = (r.stderr or "").strip().splitlines()
+            raise DockerUnavailable(f"docker info fails ({why[-1] if why else r.returncode}) "
+                                    "and starting dockerd needs root")
         t0 = time.monotonic()
         logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(["dockerd", *DOCKERD_ARGS], stdout=logf, stderr=logf,

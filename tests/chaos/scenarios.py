@@ -24,7 +24,6 @@ class Settings:
     leader_bound: float = 10.0     # seconds the cluster may go without a leader
     converge_timeout: float = 60.0
     poll: float = 0.2              # seconds between polls
-    election_timeout: float = 2.0  # what the agent's config uses, upper end
 
 
 @dataclass
@@ -232,7 +231,8 @@ def rolling_restart(run):
         run.cluster.restart(node)
         took, reasons = run.wait_converged(run.settings.converge_timeout)
         if took is None:
-            return {"note": f"not whole after restarting {node}: {'; '.join(reasons[:2])}"}
+            raise RuntimeError(f"not whole {run.settings.converge_timeout:.0f}s after "
+                               f"restarting {node}: {'; '.join(reasons[:2])}")
         slowest = max(slowest, took)
     return {"note": f"slowest restart {slowest:.1f}s to whole"}
 
