@@ -2,6 +2,7 @@
 #include "common/wire.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void wire_envelope_begin(msgpack_packer *pk, wire_type_t type, const char *sender)
@@ -170,7 +171,15 @@ int wire_check_bounds(const msgpack_object *obj, char *err, size_t errlen)
 int wire_envelope_decode(wire_envelope_t *env, const void *buf, size_t len, char *err, size_t errlen)
 {
     memset(env, 0, sizeof(*env));
-    if (wire_unpack(&env->unpacked, buf, len, err, errlen) != 0)
+    msgpack_unpacked_init(&env->unpacked);
+    /* msgpack-c's strings point into the input: keep the input alive with them. */
+    env->bytes = len && len <= WIRE_MAX_FRAME ? malloc(len) : NULL;
+    if (!env->bytes) {
+        snprintf(err, errlen, "frame of %zu bytes (must be 1..%u)", len, WIRE_MAX_FRAME);
+        goto fail;
+    }
+    memcpy(env->bytes, buf, len);
+    if (wire_unpack(&env->unpacked, env->bytes, len, err, errlen) != 0)
         goto fail;
     const msgpack_object *root = &env->unpacked.data;
     if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size != 4) {
@@ -198,6 +207,7 @@ int wire_envelope_decode(wire_envelope_t *env, const void *buf, size_t len, char
     return 0;
 fail:
     msgpack_unpacked_destroy(&env->unpacked);
+    free(env->bytes);
     memset(env, 0, sizeof(*env));
     return -1;
 }
@@ -205,6 +215,7 @@ fail:
 void wire_envelope_release(wire_envelope_t *env)
 {
     msgpack_unpacked_destroy(&env->unpacked);
+    free(env->bytes);
     memset(env, 0, sizeof(*env));
 }
 

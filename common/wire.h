@@ -42,6 +42,7 @@ typedef struct {
     char sender[WIRE_MAX_SENDER + 1];
     msgpack_object body;          /* valid until wire_envelope_release() */
     msgpack_unpacked unpacked;    /* owns the decoded memory */
+    uint8_t *bytes;               /* a copy of the input: decoded strings point into it */
 } wire_envelope_t;
 
 /* Checks raw msgpack bytes before anything is allocated for them: exactly
@@ -60,7 +61,8 @@ int wire_unpack(msgpack_unpacked *out, const void *buf, size_t len, char *err, s
 void wire_envelope_begin(msgpack_packer *pk, wire_type_t type, const char *sender);
 
 /* Decodes one envelope from `buf`. Returns 0, or -1 with `err` saying what is
- * wrong. On success the caller must wire_envelope_release(). */
+ * wrong. On success the caller must wire_envelope_release(). The envelope
+ * keeps its own copy of the bytes, so `buf` may be freed at once. */
 int wire_envelope_decode(wire_envelope_t *env, const void *buf, size_t len, char *err, size_t errlen);
 void wire_envelope_release(wire_envelope_t *env);
 

@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 if ! command -v valgrind >/dev/null; then
     echo "SKIPPED: valgrind is not installed"; exit 0
 fi
-if nm -an "$FERRYD" 2>/dev/null | grep -q __asan_init; then
+if nm -an "$FERRYD" 2>/dev/null | grep __asan_init >/dev/null; then  # no -q: with pipefail an early exit SIGPIPEs nm
     echo "SKIPPED: $FERRYD is built with ASan (valgrind runs on the plain build)"; exit 0
 fi
 PORT=$(free_port)
