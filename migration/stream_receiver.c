@@ -457,20 +457,21 @@ out:
     return rc;
 }
 
-/* Waits up to the deadline for the socket to become readable, then takes
- * what is there (a bounded batch). 0 or a failure. */
+/* Waits up to the deadline for a message and takes one. One at a time, so
+ * that each chunk is consumed and acknowledged before the next is opened:
+ * the sender's window reopens while it seals the next chunks, instead of
+ * after a whole batch (which would make the two ends take turns). */
 static int pump(stream_receiver_t *self, int64_t deadline_ms)
 {
+    int rc = receive_one(self);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
     zmq_pollitem_t item = { .socket = self->router, .events = ZMQ_POLLIN };
     int ready = zmq_poll(&item, 1, stream_ms_until(deadline_ms));
     if (ready < 0)
         return receiver_fail(self, STREAM_ERR_IO, "poll failed: %s", zmq_strerror(zmq_errno()));
-    for (int i = 0; i < 64 && ready > 0; i++) {
-        int rc = receive_one(self);
-        if (rc <= 0)
-            return rc;
-    }
-    return 0;
+    rc = ready > 0 ? receive_one(self) : 0;
+    return rc < 0 ? rc : 0;
 }
 
 int stream_receiver_accept(stream_receiver_t *self, int timeout_ms)
