@@ -13,7 +13,7 @@ void stream_sender_config_defaults(stream_sender_config_t *cfg)
 {
     *cfg = (stream_sender_config_t){
         .streams = 1,
-        .chunk_bytes = 4 * 1024 * 1024,
+        .chunk_bytes = 2 * 1024 * 1024,
         .window = 4,
         .cipher = STREAM_CIPHER_AUTO,
         .timeout_ms = 10000,

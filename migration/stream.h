@@ -100,7 +100,7 @@ typedef struct {
     uint8_t peer_public_key[STREAM_KEY_BYTES];          /* the receiver's */
     uint8_t migration_id[STREAM_MIGRATION_ID_BYTES];    /* agreed beforehand */
     uint32_t streams;              /* parallel connections K (default 1) */
-    uint32_t chunk_bytes;          /* chunk size (default 4 MiB) */
+    uint32_t chunk_bytes;          /* chunk size (default 2 MiB) */
     uint32_t window;               /* unacknowledged chunks per stream (default 4) */
     stream_cipher_t cipher;        /* default AUTO */
     int timeout_ms;                /* longest a call blocks (default 10000) */
