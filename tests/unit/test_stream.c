@@ -357,9 +357,21 @@ static int send_migration(stream_sender_t *sender, fixture_t *f, int finish_time
 
 /* --- round trips ----------------------------------------------------------------------- */
 
-static void round_trip(fixture_t *f, uint32_t streams, stream_cipher_t cipher)
+/* The receiver's limits, 0 for its defaults. */
+typedef struct {
+    uint32_t max_streams, max_chunk_bytes, max_window;
+} limits_t;
+
+static void round_trip_limited(fixture_t *f, uint32_t streams, stream_cipher_t cipher,
+                               limits_t limits, uint32_t expected_streams)
 {
     stream_receiver_config_t rcfg = receiver_config(f);
+    if (limits.max_streams)
+        rcfg.max_streams = limits.max_streams;
+    if (limits.max_chunk_bytes)
+        rcfg.max_chunk_bytes = limits.max_chunk_bytes;
+    if (limits.max_window)
+        rcfg.max_window = limits.max_window;
     stream_receiver_t *receiver = stream_receiver_new(&rcfg);
     assert_non_null(receiver);
     receiver_run_t *run = receiver_start(receiver);
@@ -371,7 +383,7 @@ static void round_trip(fixture_t *f, uint32_t streams, stream_cipher_t cipher)
     assert_non_null(sender);
     assert_string_equal(stream_sender_cipher(sender), "none");
     assert_int_equal(stream_sender_handshake(sender, LONG_MS), 0);
-    assert_int_equal(stream_sender_streams(sender), streams);
+    assert_int_equal(stream_sender_streams(sender), expected_streams);
     assert_int_equal(send_migration(sender, f, LONG_MS), 0);
     receiver_join(run);
 
@@ -422,6 +434,11 @@ static void round_trip(fixture_t *f, uint32_t streams, stream_cipher_t cipher)
     free(run);
 }
 
+static void round_trip(fixture_t *f, uint32_t streams, stream_cipher_t cipher)
+{
+    round_trip_limited(f, streams, cipher, (limits_t){ 0 }, streams);
+}
+
 static void test_round_trip_one_stream(void **state)
 {
     round_trip(*state, 1, STREAM_CIPHER_AUTO);
@@ -437,6 +454,13 @@ static void test_round_trip_two_streams_aes(void **state)
     if (!crypto_aead_aes256gcm_is_available())
         skip();
     round_trip(*state, 2, STREAM_CIPHER_AES256GCM);
+}
+
+/* The receiver lowers what the sender asks for; the sender follows. */
+static void test_receiver_limits_are_negotiated(void **state)
+{
+    limits_t limits = { .max_streams = 2, .max_chunk_bytes = 128 * 1024, .max_window = 2 };
+    round_trip_limited(*state, 4, STREAM_CIPHER_AUTO, limits, 2);
 }
 
 /* --- a man in the middle ------------------------------------------------------------ */
@@ -722,6 +746,25 @@ static void test_invalid_configs_are_refused(void **state)
     scfg = sender_config(f, stream_receiver_endpoint(receiver));
     stream_sender_t *sender = stream_sender_new(&scfg);
     assert_int_equal(stream_send_pages(sender, f->source, (uint64_t[]){ 0 }, 1), STREAM_ERR_INVALID);
+
+    /* Arguments the session refuses without failing. */
+    receiver_run_t *run = receiver_start(receiver);
+    assert_int_equal(stream_sender_handshake(sender, LONG_MS), 0);
+    static uint8_t big[256 * 1024];
+    assert_int_equal(stream_send_record(sender, STREAM_RECORD_USER, big, scfg.chunk_bytes - 15),
+                     STREAM_ERR_INVALID);
+    assert_int_equal(stream_send_record(sender, STREAM_RECORD_DONE, NULL, 0), STREAM_ERR_INVALID);
+    assert_int_equal(stream_send_record(sender, 0, NULL, 0), STREAM_ERR_INVALID);
+    assert_int_equal(stream_send_pages(sender, f->source, (uint64_t[]){ 1ULL << 60 }, 1),
+                     STREAM_ERR_INVALID);
+    /* The largest record goes through. */
+    assert_int_equal(stream_send_record(sender, STREAM_RECORD_USER, big, scfg.chunk_bytes - 16), 0);
+    assert_int_equal(stream_sender_finish(sender, LONG_MS), 0);
+    receiver_join(run);
+    assert_int_equal(run->final_rc, 0);
+    assert_int_equal(run->records, 2);
+    assert_int_equal(run->record_lens[0], scfg.chunk_bytes - 16);
+    free(run);
     stream_sender_destroy(&sender);
     stream_receiver_destroy(&receiver);
 }
@@ -733,6 +776,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_trip_one_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip_three_streams_xchacha, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip_two_streams_aes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_receiver_limits_are_negotiated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proxy_that_only_forwards_is_harmless, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tampered_chunk_aborts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replayed_chunk_aborts, setup, teardown),
