@@ -380,7 +380,7 @@ static void stream_rows(const char *label, stream_result_t r, double ceiling,
 
 int main(void)
 {
-    log_set_level(LOG_WARN);
+    log_set_level(LOG_LEVEL_WARN);
     if (!stream_crypto_init()) {
         printf("{\"bench\": \"stream\", \"rows\": [{\"case\": \"all\", \"skipped\": \"libsodium failed\"}]}\n");
         return 0;

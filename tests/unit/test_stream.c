@@ -771,7 +771,7 @@ static void test_invalid_configs_are_refused(void **state)
 
 int main(void)
 {
-    log_set_level(LOG_OFF);   /* failures are the point of half these tests */
+    log_set_level(LOG_LEVEL_OFF);   /* failures are the point of half these tests */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip_one_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip_three_streams_xchacha, setup, teardown),
