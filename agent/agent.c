@@ -8,6 +8,11 @@
 #include "common/wire.h"
 
 #include <czmq.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+#include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -20,6 +25,8 @@ struct agent {
     control_t *control;
     inventory_t *inventory;
     uint64_t started_ms;
+    int signal_fd;           /* SIGINT and SIGTERM, read in the loop */
+    int stop_signal;
 };
 
 /* --- control handlers -------------------------------------------------- */
@@ -66,6 +73,29 @@ static int on_zap(zloop_t *loop, zsock_t *socket, void *arg)
     return 0;
 }
 
+/* Signals arrive through a signalfd polled by the loop, not through a
+ * handler: whichever thread the kernel would pick, the loop sees them, and
+ * nothing runs in signal context. main() blocks them before any thread exists. */
+static int on_signal(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    agent_t *self = arg;
+    struct signalfd_siginfo info;
+    if (read(self->signal_fd, &info, sizeof(info)) == (ssize_t)sizeof(info))
+        self->stop_signal = (int)info.ssi_signo;
+    return -1;   /* ends zloop_start() */
+}
+
+void agent_block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* czmq must not install its own handlers over ours. */
+    zsys_handler_set(NULL);
+}
+
 /* --- lifecycle ------------------------------------------------------------ */
 
 agent_t *agent_new(const config_t *config, const agent_options_t *options, char *err, size_t errlen)
@@ -75,6 +105,7 @@ agent_t *agent_new(const config_t *config, const agent_options_t *options, char 
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    self->signal_fd = -1;
     self->config = *config;
     self->options = *options;
     self->started_ms = (uint64_t)zclock_mono();
@@ -114,7 +145,18 @@ agent_t *agent_new(const config_t *config, const agent_options_t *options, char 
     if (statedir_publish_endpoint(&self->state, control_endpoint(self->control), err, errlen) != 0)
         goto fail;
 
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    self->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (self->signal_fd < 0) {
+        snprintf(err, errlen, "cannot create a signalfd: %s", strerror(errno));
+        goto fail;
+    }
     self->loop = zloop_new();
+    zmq_pollitem_t signal_item = { .fd = self->signal_fd, .events = ZMQ_POLLIN };
+    zloop_poller(self->loop, &signal_item, on_signal, self);
     zloop_reader(self->loop, zap_socket(self->zap), on_zap, self);
     zloop_reader(self->loop, control_socket(self->control), on_control, self);
     /* Keep serving after a handler error; only a signal stops the loop. */
@@ -131,6 +173,8 @@ void agent_destroy(agent_t **self_p)
     if (!self)
         return;
     zloop_destroy(&self->loop);
+    if (self->signal_fd >= 0)
+        close(self->signal_fd);
     control_destroy(&self->control);
     zap_destroy(&self->zap);
     inventory_destroy(&self->inventory);
@@ -144,8 +188,12 @@ int agent_run(agent_t *self)
     log_info("agent", "'%s' of cluster '%s' serving control API on %s", self->state.name,
              self->state.cluster, control_endpoint(self->control));
     zloop_start(self->loop);
-    log_info("agent", "stopping: %s", zsys_interrupted ? "signal received" : "event loop ended");
-    return 0;
+    if (self->stop_signal) {
+        log_info("agent", "stopping: %s received", strsignal(self->stop_signal));
+        return 0;
+    }
+    log_error("agent", "stopping: the event loop ended without a signal (a subsystem failed)");
+    return -1;
 }
 
 const char *agent_control_endpoint(const agent_t *self) { return control_endpoint(self->control); }

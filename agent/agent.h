@@ -19,6 +19,11 @@ typedef struct {
     bool dev;                 /* single-agent dev cluster (ferryd --dev) */
 } agent_options_t;
 
+/* Blocks SIGINT and SIGTERM in the calling thread (and so in every thread
+ * it creates later); agent_run() then reads them from a signalfd. Call
+ * first thing in main(). */
+void agent_block_signals(void);
+
 /* Loads the state dir named by the config, collects the inventory and binds
  * every socket. On failure returns NULL with a one-line reason in err. */
 agent_t *agent_new(const config_t *config, const agent_options_t *options, char *err, size_t errlen);

@@ -240,6 +240,7 @@ static int cmd_dev(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    agent_block_signals();
     if (crypto_init() != 0) {
         fprintf(stderr, "ferryd: libsodium failed to initialise\n");
         return EXIT_RUNTIME;
