@@ -61,11 +61,10 @@ static int check_boot(const raft_boot_t *boot)
     uint64_t prev_term = snap->term;
     for (size_t i = 0; i < boot->n_entries; i++) {
         const raft_entry_t *e = &boot->entries[i];
-        if (e->index != snap->index + 1 + i || e->term < prev_term || e->term > boot->hard_state.term ||
-            e->len > RAFT_MAX_ENTRY_BYTES) {
+        if (e->index != snap->index + 1 + i || e->term < prev_term || e->len > RAFT_MAX_ENTRY_BYTES) {
             log_error("raft", "boot: entry %zu (index %" PRIu64 ", term %" PRIu64
-                      ") does not continue the log after snapshot %" PRIu64 " within term %" PRIu64,
-                      i, e->index, e->term, snap->index, boot->hard_state.term);
+                      ") does not continue the log after snapshot %" PRIu64,
+                      i, e->index, e->term, snap->index);
             return RAFT_ERR_INVALID;
         }
         prev_term = e->term;
@@ -123,6 +122,16 @@ raft_t *raft_new(const raft_config_t *cfg, const raft_boot_t *boot)
         r->term = boot->hard_state.term;
         r->vote = boot->hard_state.vote;
         r->persisted_hs = boot->hard_state;
+        uint64_t last_term = memlog_last_term(&r->log);
+        if (last_term > r->term) {
+            /* The entries reached the disk, the hard state of the same Ready
+             * did not. Nothing of that Ready was sent, so taking up the term
+             * of the log (without a vote) is as if it had been persisted. */
+            log_warn("raft", "boot: log reaches term %" PRIu64 ", hard state only %" PRIu64 "; term raised",
+                     last_term, r->term);
+            r->term = last_term;
+            r->vote = RAFT_NONE;
+        }
         r->commit = boot->hard_state.commit;
         if (r->commit < r->log.snap.index)
             r->commit = r->log.snap.index;

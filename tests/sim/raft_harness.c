@@ -642,6 +642,7 @@ int rc_restart(raft_cluster_t *c, int node)
     return 0;
 }
 
+void rc_set_crash_in_ready(raft_cluster_t *c, double probability) { c->opt.crash_in_ready = probability; }
 bool rc_is_up(const raft_cluster_t *c, int node) { return c->nodes[node].raft != NULL; }
 raft_t *rc_raft(raft_cluster_t *c, int node) { return c->nodes[node].raft; }
 uint64_t rc_id(const raft_cluster_t *c, int node) { return c->nodes[node].id; }

@@ -73,6 +73,9 @@ void rc_tick(raft_cluster_t *c, int node);
 /* Processes the node's pending Ready, if any (after direct calls on its raft_t). */
 void rc_process(raft_cluster_t *c, int node);
 
+/* Changes crash_in_ready (0 stops the crashes, e.g. to check liveness). */
+void rc_set_crash_in_ready(raft_cluster_t *c, double probability);
+
 void rc_crash(raft_cluster_t *c, int node);
 int rc_restart(raft_cluster_t *c, int node);
 bool rc_is_up(const raft_cluster_t *c, int node);
