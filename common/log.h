@@ -2,7 +2,7 @@
  *
  *   2026-11-27T05:40:01.123Z info  control: listening on tcp://127.0.0.1:7400
  *
- * (Names carry LOG_LEVEL_ because syslog.h, pulled in by czmq, owns LOG_INFO.)
+ * (Names carry LOG_LEVEL_ because syslog.h, pulled in by czmq, owns LOG_LEVEL_INFO.)
  * The level is process-wide (set once by main from --log-level): the one
  * piece of global state outside main, as in most daemons. */
 #ifndef FERRY_LOG_H

@@ -47,6 +47,121 @@ static int check_depth(const msgpack_object *obj, int depth, char *err, size_t e
     }
 }
 
+/* Big-endian reads of the length fields that follow a msgpack type byte. */
+static uint64_t read_be(const uint8_t *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+int wire_validate(const void *buf, size_t len, char *err, size_t errlen)
+{
+    const uint8_t *p = buf;
+    size_t pos = 0;
+    /* pending[d]: values still to read at open container level d. */
+    uint64_t pending[WIRE_MAX_DEPTH + 2];
+    int depth = 0;
+    pending[0] = 1;
+    if (len == 0 || len > WIRE_MAX_FRAME) {
+        snprintf(err, errlen, "message of %zu bytes (must be 1..%u)", len, WIRE_MAX_FRAME);
+        return -1;
+    }
+    while (depth >= 0) {
+        if (pending[depth] == 0) {
+            depth--;
+            continue;
+        }
+        pending[depth]--;
+        if (pos >= len) {
+            snprintf(err, errlen, "truncated message");
+            return -1;
+        }
+        uint8_t type = p[pos++];
+        size_t len_bytes = 0;    /* size of a length field that follows */
+        uint64_t skip = 0;       /* payload bytes to skip */
+        uint64_t elements = 0;   /* values inside a container */
+        bool container = false;
+        if (type <= 0x7f || type >= 0xe0 || type == 0xc0 || type == 0xc2 || type == 0xc3) {
+            /* fixint, nil, false, true: the type byte is the whole value */
+        } else if (type <= 0x8f) {
+            container = true;
+            elements = (uint64_t)(type & 0x0f) * 2;
+        } else if (type <= 0x9f) {
+            container = true;
+            elements = type & 0x0f;
+        } else if (type <= 0xbf) {
+            skip = type & 0x1f;
+        } else {
+            switch (type) {
+            case 0xcc: case 0xd0: skip = 1; break;
+            case 0xcd: case 0xd1: skip = 2; break;
+            case 0xce: case 0xd2: case 0xca: skip = 4; break;
+            case 0xcf: case 0xd3: case 0xcb: skip = 8; break;
+            case 0xc4: case 0xd9: len_bytes = 1; break;   /* bin8, str8 */
+            case 0xc5: case 0xda: len_bytes = 2; break;   /* bin16, str16 */
+            case 0xc6: case 0xdb: len_bytes = 4; break;   /* bin32, str32 */
+            case 0xdc: case 0xde: len_bytes = 2; container = true; break;
+            case 0xdd: case 0xdf: len_bytes = 4; container = true; break;
+            default:
+                snprintf(err, errlen, "%s at byte %zu",
+                         type == 0xc1 ? "invalid type byte 0xc1" : "extension types are not accepted", pos - 1);
+                return -1;
+            }
+        }
+        if (len_bytes) {
+            if (len - pos < len_bytes) {
+                snprintf(err, errlen, "truncated message");
+                return -1;
+            }
+            uint64_t n = read_be(p + pos, len_bytes);
+            pos += len_bytes;
+            if (!container)
+                skip = n;
+            else
+                elements = (type == 0xde || type == 0xdf) ? n * 2 : n;
+        }
+        if (skip > len - pos) {
+            snprintf(err, errlen, "a length of %llu bytes runs past the end of the message", (unsigned long long)skip);
+            return -1;
+        }
+        pos += skip;
+        if (!container || elements == 0)
+            continue;
+        if (elements > 2ULL * WIRE_MAX_ITEMS || elements > len - pos) {
+            snprintf(err, errlen, "a container of %llu values does not fit (limit %u, %zu bytes left)",
+                     (unsigned long long)elements, WIRE_MAX_ITEMS, len - pos);
+            return -1;
+        }
+        if (depth + 1 > WIRE_MAX_DEPTH) {
+            snprintf(err, errlen, "nesting deeper than %d levels", WIRE_MAX_DEPTH);
+            return -1;
+        }
+        pending[++depth] = elements;
+    }
+    if (pos != len) {
+        snprintf(err, errlen, "%zu trailing bytes after the message", len - pos);
+        return -1;
+    }
+    return 0;
+}
+
+int wire_unpack(msgpack_unpacked *out, const void *buf, size_t len, char *err, size_t errlen)
+{
+    msgpack_unpacked_init(out);
+    if (wire_validate(buf, len, err, errlen) != 0)
+        return -1;
+    size_t offset = 0;
+    if (msgpack_unpack_next(out, buf, len, &offset) != MSGPACK_UNPACK_SUCCESS || offset != len) {
+        snprintf(err, errlen, "not valid msgpack");
+        msgpack_unpacked_destroy(out);
+        msgpack_unpacked_init(out);
+        return -1;
+    }
+    return wire_check_bounds(&out->data, err, errlen);
+}
+
 int wire_check_bounds(const msgpack_object *obj, char *err, size_t errlen)
 {
     return check_depth(obj, 0, err, errlen);
@@ -55,24 +170,9 @@ int wire_check_bounds(const msgpack_object *obj, char *err, size_t errlen)
 int wire_envelope_decode(wire_envelope_t *env, const void *buf, size_t len, char *err, size_t errlen)
 {
     memset(env, 0, sizeof(*env));
-    msgpack_unpacked_init(&env->unpacked);
-    if (len == 0 || len > WIRE_MAX_FRAME) {
-        snprintf(err, errlen, "frame of %zu bytes (must be 1..%u)", len, WIRE_MAX_FRAME);
+    if (wire_unpack(&env->unpacked, buf, len, err, errlen) != 0)
         goto fail;
-    }
-    size_t offset = 0;
-    msgpack_unpack_return ret = msgpack_unpack_next(&env->unpacked, buf, len, &offset);
-    if (ret != MSGPACK_UNPACK_SUCCESS) {
-        snprintf(err, errlen, "%s", ret == MSGPACK_UNPACK_CONTINUE ? "truncated message" : "not valid msgpack");
-        goto fail;
-    }
-    if (offset != len) {
-        snprintf(err, errlen, "%zu trailing bytes after the message", len - offset);
-        goto fail;
-    }
     const msgpack_object *root = &env->unpacked.data;
-    if (wire_check_bounds(root, err, errlen) != 0)
-        goto fail;
     if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size != 4) {
         snprintf(err, errlen, "envelope is not a 4-element array");
         goto fail;

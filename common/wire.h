@@ -44,6 +44,18 @@ typedef struct {
     msgpack_unpacked unpacked;    /* owns the decoded memory */
 } wire_envelope_t;
 
+/* Checks raw msgpack bytes before anything is allocated for them: exactly
+ * one value, every length within the buffer, every array/map count within
+ * WIRE_MAX_ITEMS and within the bytes left (each element needs one), nesting
+ * within WIRE_MAX_DEPTH, no extension types, no trailing bytes.
+ * msgpack-c's unpacker sizes its allocations from the counts in the headers,
+ * so without this check a 5-byte message could ask for gigabytes. */
+int wire_validate(const void *buf, size_t len, char *err, size_t errlen);
+
+/* wire_validate(), then msgpack_unpack_next(): the only way ferry decodes
+ * untrusted msgpack. On success the caller destroys `out`. */
+int wire_unpack(msgpack_unpacked *out, const void *buf, size_t len, char *err, size_t errlen);
+
 /* Starts an envelope on `pk`; the caller then packs exactly one body value. */
 void wire_envelope_begin(msgpack_packer *pk, wire_type_t type, const char *sender);
 

@@ -1,0 +1,152 @@
+/* agent.c - see agent.h. */
+#include "agent/agent.h"
+#include "agent/control.h"
+#include "agent/inventory.h"
+#include "agent/statedir.h"
+#include "agent/zap.h"
+#include "common/log.h"
+#include "common/wire.h"
+
+#include <czmq.h>
+#include <string.h>
+#include <time.h>
+
+struct agent {
+    config_t config;
+    agent_options_t options;
+    statedir_t state;
+    zloop_t *loop;
+    zap_t *zap;
+    control_t *control;
+    inventory_t *inventory;
+    uint64_t started_ms;
+};
+
+/* --- control handlers -------------------------------------------------- */
+
+static int handle_version(void *ctx, control_call_t *call)
+{
+    agent_t *self = ctx;
+    msgpack_pack_map(call->result, 4);
+    wire_pack_kv_str(call->result, "version", FERRY_VERSION);
+    wire_pack_kv_u64(call->result, "protocol", WIRE_PROTOCOL_VERSION);
+    wire_pack_kv_str(call->result, "name", self->state.name);
+    wire_pack_kv_str(call->result, "cluster", self->state.cluster);
+    return 0;
+}
+
+static int handle_host_show(void *ctx, control_call_t *call)
+{
+    agent_t *self = ctx;
+    inventory_refresh(self->inventory);
+    msgpack_pack_map(call->result, 8);
+    wire_pack_kv_str(call->result, "name", self->state.name);
+    wire_pack_kv_str(call->result, "cluster", self->state.cluster);
+    wire_pack_kv_str(call->result, "version", FERRY_VERSION);
+    wire_pack_kv_bool(call->result, "dev", self->options.dev);
+    wire_pack_kv_str(call->result, "control_endpoint", control_endpoint(self->control));
+    wire_pack_kv_str(call->result, "public_key", self->state.identity.public_z85);
+    wire_pack_kv_u64(call->result, "uptime_ms", (uint64_t)zclock_mono() - self->started_ms);
+    wire_pack_str(call->result, "inventory");
+    inventory_pack(self->inventory, call->result);
+    return 0;
+}
+
+/* --- loop handlers ----------------------------------------------------- */
+
+static int on_control(zloop_t *loop, zsock_t *socket, void *arg)
+{
+    control_handle(((agent_t *)arg)->control);
+    return 0;
+}
+
+static int on_zap(zloop_t *loop, zsock_t *socket, void *arg)
+{
+    zap_handle(((agent_t *)arg)->zap);
+    return 0;
+}
+
+/* --- lifecycle ------------------------------------------------------------ */
+
+agent_t *agent_new(const config_t *config, const agent_options_t *options, char *err, size_t errlen)
+{
+    agent_t *self = calloc(1, sizeof(*self));
+    if (!self) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    self->config = *config;
+    self->options = *options;
+    self->started_ms = (uint64_t)zclock_mono();
+
+    if (statedir_load(&self->state, config->agent.state_dir, err, errlen) != 0)
+        goto fail;
+    self->inventory = inventory_new(&self->config, err, errlen);
+    if (!self->inventory)
+        goto fail;
+
+    /* The ZAP handler must be bound before any CURVE server socket. */
+    self->zap = zap_new();
+    if (!self->zap) {
+        snprintf(err, errlen, "cannot start the ZAP authentication handler");
+        goto fail;
+    }
+    for (int i = 0; i < self->state.admin_count; i++)
+        zap_allow(self->zap, "control", self->state.admins[i]);
+
+    /* No bind address configured: serve on the management interface. */
+    if (self->config.agent.bind[0] == '\0') {
+        const char *address = inventory_service_address(self->inventory, SERVICE_MANAGEMENT);
+        if (!address) {
+            snprintf(err, errlen, "no [agent] bind given and no management interface has an address");
+            goto fail;
+        }
+        snprintf(self->config.agent.bind, sizeof(self->config.agent.bind), "%s", address);
+    }
+    char endpoint[300];
+    snprintf(endpoint, sizeof(endpoint), "tcp://%s:%u", self->config.agent.bind, self->config.ports.control);
+    self->control = control_new(endpoint, &self->state.identity, self->state.name, err, errlen);
+    if (!self->control)
+        goto fail;
+    control_register(self->control, "version", handle_version, self);
+    control_register(self->control, "host.show", handle_host_show, self);
+
+    if (statedir_publish_endpoint(&self->state, control_endpoint(self->control), err, errlen) != 0)
+        goto fail;
+
+    self->loop = zloop_new();
+    zloop_reader(self->loop, zap_socket(self->zap), on_zap, self);
+    zloop_reader(self->loop, control_socket(self->control), on_control, self);
+    /* Keep serving after a handler error; only a signal stops the loop. */
+    zloop_reader_set_tolerant(self->loop, control_socket(self->control));
+    return self;
+fail:
+    agent_destroy(&self);
+    return NULL;
+}
+
+void agent_destroy(agent_t **self_p)
+{
+    agent_t *self = *self_p;
+    if (!self)
+        return;
+    zloop_destroy(&self->loop);
+    control_destroy(&self->control);
+    zap_destroy(&self->zap);
+    inventory_destroy(&self->inventory);
+    statedir_clear(&self->state);
+    free(self);
+    *self_p = NULL;
+}
+
+int agent_run(agent_t *self)
+{
+    log_info("agent", "'%s' of cluster '%s' serving control API on %s", self->state.name,
+             self->state.cluster, control_endpoint(self->control));
+    zloop_start(self->loop);
+    log_info("agent", "stopping: %s", zsys_interrupted ? "signal received" : "event loop ended");
+    return 0;
+}
+
+const char *agent_control_endpoint(const agent_t *self) { return control_endpoint(self->control); }
+const char *agent_name(const agent_t *self) { return self->state.name; }
