@@ -40,8 +40,8 @@ void raft_config_defaults(raft_config_t *cfg, uint64_t id, uint64_t seed)
     memset(cfg, 0, sizeof(*cfg));
     cfg->id = id;
     cfg->seed = seed;
-    cfg->election_tick = 10;
-    cfg->heartbeat_tick = 3;
+    cfg->election_tick = 8;
+    cfg->heartbeat_tick = 2;
     cfg->pre_vote = true;
     cfg->check_quorum = true;
     cfg->max_msg_entries = 256;

@@ -37,9 +37,10 @@
  * every pointer in the raft_ready_t points into the core and stays valid
  * exactly until raft_advance().
  *
- * Time is measured in ticks. With a 10 ms tick, heartbeat_tick = 3 and
- * election_tick = 10 a failed leader is replaced within about 100..200 ms
- * plus one round trip; see docs/consensus.md for the reasoning.
+ * Time is measured in ticks. With a 10 ms tick and the defaults
+ * (election_tick 8, heartbeat_tick 2) a crashed leader is replaced in about
+ * 70..160 ms, under 250 ms in every simulated case, and heartbeats every
+ * 20 ms keep followers quiet; docs/consensus.md gives the measurements.
  *
  * Membership: the configuration in force on a node is the latest CONFIG entry
  * in its log, committed or not (Raft thesis, section 4.1). Changes go one
@@ -185,8 +186,8 @@ typedef struct {
 typedef struct {
     uint64_t id;              /* this node, non-zero */
     uint64_t seed;            /* seeds the election-timeout randomness */
-    int election_tick;        /* follower timeout: random in [e, 2e) ticks; default 10 */
-    int heartbeat_tick;       /* leader heartbeat period; default 3 */
+    int election_tick;        /* follower timeout: random in [e, 2e) ticks; default 8 */
+    int heartbeat_tick;       /* leader heartbeat period; default 2 */
     bool pre_vote;            /* ask before disrupting (thesis 9.6) */
     bool check_quorum;        /* a leader without a live quorum steps down */
     size_t max_msg_entries;   /* batching: entries per AppendEntries; default 256 */

@@ -109,7 +109,8 @@ int memlog_set_snapshot(memlog_t *log, const raft_snapshot_t *snap)
     if (keep_suffix) {
         size_t drop = (size_t)(snap->index - log->snap.index);
         free_entries(log, 0, drop);
-        memmove(log->ents, log->ents + drop, (log->n - drop) * sizeof(raft_entry_t));
+        if (drop)
+            memmove(log->ents, log->ents + drop, (log->n - drop) * sizeof(raft_entry_t));
         log->n -= drop;
     } else {
         free_entries(log, 0, log->n);

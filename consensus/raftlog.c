@@ -197,7 +197,8 @@ static int list_files(const raftlog_t *self, const char *prefix, const char *suf
         (*out)[(*n)++] = v;
     }
     closedir(d);
-    qsort(*out, *n, sizeof(uint64_t), compare_u64);
+    if (*n)
+        qsort(*out, *n, sizeof(uint64_t), compare_u64);
     return 0;
 }
 
@@ -660,7 +661,8 @@ int raftlog_compact(raftlog_t *self, uint64_t index)
             return -errno;
         free(self->segs[i].offsets);
     }
-    memmove(self->segs, self->segs + drop, (self->n_segs - drop) * sizeof(segment_t));
+    if (drop)
+        memmove(self->segs, self->segs + drop, (self->n_segs - drop) * sizeof(segment_t));
     self->n_segs -= drop;
     if (drop)
         self->dir_dirty = true;
@@ -711,7 +713,8 @@ static void drop_boot_through(raftlog_t *self, uint64_t index)
     size_t k = 0;
     while (k < self->n_boot && self->boot[k].index <= index)
         free((void *)self->boot[k++].data);
-    memmove(self->boot, self->boot + k, (self->n_boot - k) * sizeof(raft_entry_t));
+    if (k)
+        memmove(self->boot, self->boot + k, (self->n_boot - k) * sizeof(raft_entry_t));
     self->n_boot -= k;
 }
 

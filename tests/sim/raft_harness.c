@@ -203,7 +203,8 @@ static void disk_drop_through(disk_t *d, uint64_t index)
     size_t k = 0;
     while (k < d->n && d->ents[k].index <= index)
         free((void *)d->ents[k++].data);
-    memmove(d->ents, d->ents + k, (d->n - k) * sizeof(raft_entry_t));
+    if (k)
+        memmove(d->ents, d->ents + k, (d->n - k) * sizeof(raft_entry_t));
     d->n -= k;
 }
 

@@ -245,7 +245,7 @@ static void test_check_quorum_makes_isolated_leader_step_down(void **state)
     net_t *net = net_new(3, 3, NULL);
     int leader = elect(net);
     isolate(net, leader, true);
-    tick_all(net, 2 * 10 + 1);   /* two election timeouts: one CheckQuorum round at least */
+    tick_all(net, 2 * 8 + 1);   /* two election timeouts: one CheckQuorum round at least */
     assert_int_not_equal(raft_role(rc_raft(net->c, leader)), RAFT_LEADER);
     /* The majority side elected a new leader meanwhile. */
     tick_all(net, 30);
@@ -262,7 +262,7 @@ static void test_without_check_quorum_isolated_leader_stays(void **state)
     net_t *net = net_new(3, 3, &cfg);
     int leader = elect(net);
     isolate(net, leader, true);
-    tick_all(net, 21);
+    tick_all(net, 2 * 8 + 1);
     assert_int_equal(raft_role(rc_raft(net->c, leader)), RAFT_LEADER);
     net_destroy(&net);
 }
