@@ -1,5 +1,6 @@
 /* agent.c - see agent.h. */
 #include "agent/agent.h"
+#include "agent/cluster.h"
 #include "agent/control.h"
 #include "agent/inventory.h"
 #include "agent/statedir.h"
@@ -23,6 +24,7 @@ struct agent {
     zloop_t *loop;
     zap_t *zap;
     control_t *control;
+    cluster_t *cluster;
     inventory_t *inventory;
     uint64_t started_ms;
     int signal_fd;           /* SIGINT and SIGTERM, read in the loop */
@@ -157,6 +159,26 @@ agent_t *agent_new(const config_t *config, const agent_options_t *options, char 
     self->loop = zloop_new();
     zmq_pollitem_t signal_item = { .fd = self->signal_fd, .events = ZMQ_POLLIN };
     zloop_poller(self->loop, &signal_item, on_signal, self);
+
+    char raft_endpoint[300];
+    snprintf(raft_endpoint, sizeof(raft_endpoint), "tcp://%s:%u", self->config.agent.bind, self->config.ports.raft);
+    cluster_config_t cluster_cfg = {
+        .name = self->state.name,
+        .state_dir = self->state.path,
+        .raft_endpoint = raft_endpoint,
+        .identity = &self->state.identity,
+        .zap = self->zap,
+        .bootstrap = options->dev || self->state.founder,
+        .voters = self->config.agent.voters,
+        .lease_ms = self->config.cluster.lease_duration_ms,
+        .cpus = inventory_capacity_cpus(self->inventory),
+        .memory_bytes = inventory_capacity_memory_bytes(self->inventory),
+        .election_timeout_ms = self->config.cluster.election_timeout_ms,
+        .heartbeat_ms = self->config.cluster.heartbeat_interval_ms,
+    };
+    self->cluster = cluster_new(&cluster_cfg, self->loop, self->control, err, errlen);
+    if (!self->cluster)
+        goto fail;
     zloop_reader(self->loop, zap_socket(self->zap), on_zap, self);
     zloop_reader(self->loop, control_socket(self->control), on_control, self);
     /* Keep serving after a handler error; only a signal stops the loop. */
@@ -172,6 +194,7 @@ void agent_destroy(agent_t **self_p)
     agent_t *self = *self_p;
     if (!self)
         return;
+    cluster_destroy(&self->cluster);
     zloop_destroy(&self->loop);
     if (self->signal_fd >= 0)
         close(self->signal_fd);

@@ -109,7 +109,8 @@ int statedir_init(const statedir_init_t *opts, char *err, size_t errlen)
     }
     /* cluster.info goes last: its presence marks a complete state dir. */
     char info[256];
-    n = snprintf(info, sizeof(info), "# ferry agent state\ncluster = %s\nname = %s\n", opts->cluster, name);
+    n = snprintf(info, sizeof(info), "# ferry agent state\ncluster = %s\nname = %s\nfounder = %s\n", opts->cluster,
+                 name, opts->join_existing ? "no" : "yes");
     rc = fs_write_atomic(info_path, info, (size_t)n, 0644);
     if (rc != 0)
         snprintf(err, errlen, "%s: cannot write: %s", info_path, strerror(-rc));
@@ -179,6 +180,9 @@ int statedir_load(statedir_t *sd, const char *dir, char *err, size_t errlen)
         free(text);
         return -EINVAL;
     }
+    char founder[8] = "no";
+    crypto_keyfile_get(text, "founder", founder, sizeof(founder));
+    sd->founder = strcmp(founder, "yes") == 0;
     free(text);
 
     statedir_file(dir, "cluster.key", path, sizeof(path));

@@ -23,6 +23,7 @@ typedef struct {
     char path[PATH_MAX];
     char cluster[64];
     char name[64];
+    int founder;             /* made by `ferryd init` without --join-existing: may found the cluster */
     uint8_t cluster_key[CRYPTO_KEY_BYTES];
     crypto_identity_t identity;
     int admin_count;

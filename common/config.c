@@ -114,11 +114,11 @@ static const schema_key_t schema[] = {
                 "SWIM: a suspect is declared dead after about suspicion_mult * log(n) "
                 "probe intervals.", 1, 32, NULL },
       FIELD(cluster.suspicion_mult) },
-    { .info = { "cluster", "heartbeat_interval", CONFIG_DURATION, "100ms",
+    { .info = { "cluster", "heartbeat_interval", CONFIG_DURATION, "20ms",
                 "Raft: leader heartbeat period; below half of election_timeout.",
                 1, 10 * MS_SECOND, NULL },
       FIELD(cluster.heartbeat_interval_ms) },
-    { .info = { "cluster", "election_timeout", CONFIG_DURATION, "1s",
+    { .info = { "cluster", "election_timeout", CONFIG_DURATION, "100ms",
                 "Raft: a follower that hears no leader for this long (plus jitter) runs "
                 "for election.", 10, MS_MINUTE, NULL },
       FIELD(cluster.election_timeout_ms) },

@@ -51,7 +51,7 @@ json_get() {
 # until the agent says it is ready.
 start_dev_agent() {
     DEV_LOG=$WORK/dev-$#-$RANDOM.log
-    "$FERRYD" --dev "$@" >"$DEV_LOG" 2>&1 &
+    "$FERRYD" --dev --set ports.raft="$(free_port)" "$@" >"$DEV_LOG" 2>&1 &
     DEV_PID=$!
     PIDS+=("$DEV_PID")
     wait_for 20 grep -q "is ready" "$DEV_LOG" || fail "dev agent did not become ready: $(tail -n 5 "$DEV_LOG")"

@@ -233,19 +233,18 @@ int raft_transport_recv(raft_transport_t *self, transport_in_t *in)
     zframe_t *payload = zmsg_pop(msg);
     int rc = -1;
     const char *why = "expected [kind][payload]";
+    raft_decode_error_t derr;
     if (route && kind && payload && zframe_size(kind) == 1 && zmsg_size(msg) == 0) {
         const uint8_t *p = zframe_data(payload);
         size_t n = zframe_size(payload);
         in->kind = (transport_kind_t)zframe_data(kind)[0];
         switch (in->kind) {
-        case TRANSPORT_RAFT: {
-            raft_decode_error_t derr;
+        case TRANSPORT_RAFT:
             if (raft_msg_decode(p, n, &in->msg, &derr) == 0)
                 rc = 0;
             else
                 why = derr.what;
             break;
-        }
         case TRANSPORT_FORWARD:
             if (n >= 16 && n - 16 <= RAFT_MAX_ENTRY_BYTES) {
                 in->request_id = get_u64(p);

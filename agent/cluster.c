@@ -335,11 +335,19 @@ cluster_t *cluster_new(const cluster_config_t *cfg, zloop_t *loop, control_t *co
         .tick_ms = (int)tick_ms,
         .election_tick = (int)(cfg->election_timeout_ms / tick_ms),
         .heartbeat_tick = (int)(cfg->heartbeat_ms / tick_ms),
+        .snapshot_every = 1024,
         .bootstrap = cfg->bootstrap,
         .max_voters = cfg->voters,
         .on_apply = cfg->on_apply,
         .on_apply_ctx = cfg->on_apply_ctx,
     };
+    /* Whole ticks, and a heartbeat well inside the election timeout. */
+    if (ncfg.election_tick < 3)
+        ncfg.election_tick = 3;
+    if (ncfg.heartbeat_tick < 1)
+        ncfg.heartbeat_tick = 1;
+    if (ncfg.heartbeat_tick * 2 > ncfg.election_tick)
+        ncfg.heartbeat_tick = ncfg.election_tick / 2;
     self->node = raft_node_new(&ncfg, loop, err, errlen);
     if (!self->node)
         goto fail;
