@@ -386,7 +386,9 @@ static void cpu_model(char *out, size_t len)
 
 int main(void)
 {
-    log_set_level(LOG_WARN);
+    log_level_t quiet;
+    if (log_level_parse("warn", &quiet) == 0)
+        log_set_level(quiet);
     char model[128], why[256];
     cpu_model(model, sizeof model);
     bool pvm = access("/sys/module/kvm_pvm", F_OK) == 0;
