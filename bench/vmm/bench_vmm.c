@@ -324,6 +324,42 @@ static int dirty_log(uint64_t mem, double *collect_us, double *clear_us, char *w
     return 0;
 }
 
+/* --- throttle -------------------------------------------------------------------------------
+ * A guest that never idles (stream at full speed): the share of wall time
+ * its vCPU thread gets, unthrottled and at 50%. */
+
+static double cpu_share(vm_t *vm, double seconds)
+{
+    vm_status_t a, b;
+    vm_status(vm, &a);
+    double t0 = now_s();
+    nap_us((long)(seconds * 1e6));
+    vm_status(vm, &b);
+    return (double)(b.vcpu_cpu_ns - a.vcpu_cpu_ns) / 1e9 / (now_s() - t0) * 100;
+}
+
+static int throttle(double *full, double *half, char *why, size_t whylen)
+{
+    char err[200];
+    vm_t *vm = new_vm("bench-throttle", 256 * MIB, 1, "profile=stream rate=0 print=0 verify=0",
+                      err, sizeof err);
+    if (!vm) {
+        snprintf(why, whylen, "vm_new: %s", err);
+        return -1;
+    }
+    vm_start(vm);
+    if (!first_heartbeat(vm, 60)) {
+        vm_destroy(&vm);
+        snprintf(why, whylen, "no heartbeat within 60 s");
+        return -1;
+    }
+    *full = cpu_share(vm, 2);
+    vm_throttle(vm, 50);
+    *half = cpu_share(vm, 2);
+    vm_destroy(&vm);
+    return 0;
+}
+
 /* --- memory hash ---------------------------------------------------------------------------- */
 
 static int memory_hash(double *hash_gbs, double *read_gbs, char *why, size_t whylen)
@@ -457,6 +493,14 @@ int main(void)
             row_skipped(clear_name, why);
         }
     }
+
+    fprintf(stderr, "bench vmm: throttle\n");
+    double full, half;
+    if (throttle(&full, &half, why, sizeof why) == 0)
+        row("vCPU share of wall time, busy guest, throttle 50%", "%", "lower", half, full,
+            "same guest unthrottled, same run", "goal is half the anchor; 10 ms slices");
+    else
+        row_skipped("vCPU share of wall time, busy guest, throttle 50%", why);
 
     fprintf(stderr, "bench vmm: memory hash\n");
     double h_gbs, rd_gbs;
