@@ -22,6 +22,7 @@
 #define MAX_SEEDS       16
 #define MAX_RELAYS      32   /* ping-reqs being relayed for others at once */
 #define MAX_CONFIRMERS  16   /* distinct accusers remembered per suspicion */
+#define MAX_FOLLOW_UPS  3    /* probes of one suspect sent by each member */
 #define MAX_OUTPUTS     4096 /* outputs an owner may leave undrained */
 #define PUSHPULL_SCALE_THRESHOLD 32
 
@@ -31,6 +32,8 @@ typedef struct {
     char name[SWIM_NAME_CAP];
     uint64_t start_us;
     uint64_t min_us, max_us;
+    uint32_t follow_ups;                 /* probes of the suspect we sent ourselves */
+    uint64_t next_follow_up_us;
     uint32_t k;                          /* confirmations wanted for min */
     uint32_t confirmations;
     uint32_t accuser_count;
@@ -89,6 +92,8 @@ struct swim {
     uint64_t next_gossip_us;
     uint64_t next_pushpull_us;
 
+    uint64_t next_stranger_sync_us;
+
     /* reconnecting to members believed dead */
     uint64_t next_reconnect_us;
     uint32_t reconnect_seq;
@@ -131,6 +136,9 @@ void swim_config_default(swim_config_t *cfg)
         .join_retry_us = 1000000,
         .join_retry_max_us = 30000000,
         .awareness_max = 8,
+        .follow_up_suspects = true,
+        .retry_direct = true,
+        .sync_strangers = true,
         .packet_max = 1360,
         .max_members = 8192,
         .max_broadcasts = 4096,
@@ -146,6 +154,9 @@ void swim_config_memberlist_lan(swim_config_t *cfg)
     cfg->gossip_interval_us = 200000;
     cfg->gossip_to_dead_us = 30000000;
     cfg->reconnect_interval_us = 0;       /* memberlist has no reconnect */
+    cfg->follow_up_suspects = false;      /* nor follow-up probes */
+    cfg->retry_direct = true;             /* stands in for its TCP fallback ping */
+    cfg->sync_strangers = false;
 }
 
 static bool valid_str(const char *s, size_t cap)
@@ -504,6 +515,10 @@ static void start_suspicion(swim_t *s, const member_t *m, const char *accuser)
     sp->k = k;
     sp->accusers[0] = members_hash(accuser);
     sp->accuser_count = 1;
+    if (strcmp(accuser, s->members.v[0].name) == 0) {   /* our own probe just failed */
+        sp->follow_ups = 1;
+        sp->next_follow_up_us = s->now + 2 * s->cfg.probe_interval_us;
+    }
 }
 
 /* Counts an independent confirmation; true if it was new. */
@@ -531,6 +546,17 @@ static void refute(swim_t *s, uint64_t accused_incarnation)
     awareness_delta(s, +1);   /* Lifeguard: being suspected hints we are slow */
     s->stats.refutations++;
     swim_msg_t msg = alive_msg(me);
+    disseminate(s, &msg);
+}
+
+/* Someone accuses us at an incarnation we already outbid: they missed our
+ * refutation. Gossip our current alive again (without a new incarnation) so
+ * it reaches them, first of all on the ack to their probe. */
+static void reannounce(swim_t *s)
+{
+    if (!s->cfg.follow_up_suspects || s->left)
+        return;
+    swim_msg_t msg = alive_msg(&s->members.v[0]);
     disseminate(s, &msg);
 }
 
@@ -639,8 +665,11 @@ static void on_suspect(swim_t *s, const swim_msg_t *msg)
     if (i < 0)
         return;
     member_t *m = &s->members.v[i];
-    if (msg->incarnation < m->incarnation)
+    if (msg->incarnation < m->incarnation) {
+        if (i == 0)
+            reannounce(s);
         return;
+    }
     suspicion_t *sp = find_suspicion(s, m->name);
     if (sp) {
         /* Already suspect: a new accuser is an independent confirmation,
@@ -669,8 +698,11 @@ static void on_dead(swim_t *s, const swim_msg_t *msg)
     if (i < 0)
         return;
     member_t *m = &s->members.v[i];
-    if (msg->incarnation < m->incarnation)
+    if (msg->incarnation < m->incarnation) {
+        if (i == 0)
+            reannounce(s);
         return;
+    }
     if (i == 0 && !s->left) {
         refute(s, msg->incarnation);
         return;
@@ -752,6 +784,19 @@ static void on_nack(swim_t *s, const swim_msg_t *msg)
         s->probe.nacks++;
 }
 
+/* A packet from someone we do not know, or believe dead: one of us missed
+ * news. Swap state with it (rate-limited) rather than wait for anti-entropy. */
+static void sync_stranger(swim_t *s, const char *sender, const char *from_addr)
+{
+    if (!s->cfg.sync_strangers || s->left || s->now < s->next_stranger_sync_us)
+        return;
+    int32_t i = members_find(&s->members, sender);
+    if (i >= 0 && s->members.v[i].state != SWIM_DEAD)
+        return;
+    s->next_stranger_sync_us = s->now + s->cfg.probe_interval_us;
+    send_pushpull(s, from_addr, true);
+}
+
 int swim_receive(swim_t *s, uint64_t now_us, const char *from_addr,
                  const uint8_t *bytes, size_t len)
 {
@@ -766,6 +811,19 @@ int swim_receive(swim_t *s, uint64_t now_us, const char *from_addr,
     }
     if (strcmp(s->packet.sender, s->members.v[0].name) == 0)
         return 0;   /* our own packet, echoed */
+    sync_stranger(s, s->packet.sender, from_addr);
+    /* Membership updates first, so that an ack we send back already
+     * carries what they taught us (above all, our refutation of an
+     * accusation that came with the ping). */
+    for (size_t i = 0; i < s->packet.count; i++) {
+        const swim_msg_t *msg = &s->packet.msgs[i];
+        switch (msg->type) {
+        case SWIM_MSG_ALIVE: on_alive(s, msg); break;
+        case SWIM_MSG_SUSPECT: on_suspect(s, msg); break;
+        case SWIM_MSG_DEAD: on_dead(s, msg); break;
+        default: break;
+        }
+    }
     for (size_t i = 0; i < s->packet.count; i++) {
         const swim_msg_t *msg = &s->packet.msgs[i];
         switch (msg->type) {
@@ -773,9 +831,7 @@ int swim_receive(swim_t *s, uint64_t now_us, const char *from_addr,
         case SWIM_MSG_PING_REQ: on_ping_req(s, from_addr, msg); break;
         case SWIM_MSG_ACK: on_ack(s, msg); break;
         case SWIM_MSG_NACK: on_nack(s, msg); break;
-        case SWIM_MSG_ALIVE: on_alive(s, msg); break;
-        case SWIM_MSG_SUSPECT: on_suspect(s, msg); break;
-        case SWIM_MSG_DEAD: on_dead(s, msg); break;
+        default: break;
         }
     }
     return 0;
@@ -944,10 +1000,43 @@ static int32_t next_probe_target(swim_t *s)
     return -1;
 }
 
+/* A suspect due for a probe of our own, or -1. Each member probes each
+ * suspect up to MAX_FOLLOW_UPS times, two probe intervals apart. */
+static int32_t follow_up_target(swim_t *s)
+{
+    if (!s->cfg.follow_up_suspects)
+        return -1;
+    for (size_t j = 0; j < s->suspicion_count; j++) {
+        suspicion_t *sp = &s->suspicions[j];
+        if (sp->follow_ups >= MAX_FOLLOW_UPS || s->now < sp->next_follow_up_us)
+            continue;
+        sp->follow_ups++;
+        sp->next_follow_up_us = s->now + 2 * s->cfg.probe_interval_us;
+        int32_t i = members_find(&s->members, sp->name);
+        if (i > 0 && s->members.v[i].state == SWIM_SUSPECT)
+            return i;
+    }
+    return -1;
+}
+
+/* Pings a member; a suspect also gets the accusation, so that it can
+ * refute at once and its refutation rides back on the ack. */
+static void send_ping(swim_t *s, const member_t *m, uint32_t seq)
+{
+    swim_msg_t msgs[2] = { { .type = SWIM_MSG_PING, .seq = seq } };
+    memcpy(msgs[0].node, m->name, sizeof(msgs[0].node));
+    size_t n = 1;
+    if (m->state == SWIM_SUSPECT)
+        msgs[n++] = accusation(SWIM_MSG_SUSPECT, m->name, m->incarnation, s->members.v[0].name);
+    send_packet(s, m->addr, msgs, n);
+}
+
 static void start_probe(swim_t *s)
 {
     s->next_probe_us = s->now + scaled(s, s->cfg.probe_interval_us);
-    int32_t i = next_probe_target(s);
+    int32_t i = follow_up_target(s);
+    if (i < 0)
+        i = next_probe_target(s);
     if (i < 0)
         return;
     const member_t *m = &s->members.v[i];
@@ -955,13 +1044,8 @@ static void start_probe(swim_t *s)
                           .indirect_at_us = s->now + scaled(s, s->cfg.probe_timeout_us),
                           .deadline_us = s->next_probe_us };
     memcpy(s->probe.target, m->name, sizeof(s->probe.target));
-    swim_msg_t msgs[2] = { { .type = SWIM_MSG_PING, .seq = s->probe.seq } };
-    memcpy(msgs[0].node, m->name, sizeof(msgs[0].node));
-    size_t n = 1;
-    if (m->state == SWIM_SUSPECT)   /* tell it, so it can refute at once */
-        msgs[n++] = accusation(SWIM_MSG_SUSPECT, m->name, m->incarnation, s->members.v[0].name);
     s->stats.probes++;
-    send_packet(s, m->addr, msgs, n);
+    send_ping(s, m, s->probe.seq);
 }
 
 static void send_indirect_probes(swim_t *s)
@@ -979,11 +1063,11 @@ static void send_indirect_probes(swim_t *s)
     for (size_t i = 0; i < n; i++)
         send_packet(s, s->members.v[relays[i]].addr, &req, 1);
     s->probe.nacks_expected = (uint32_t)n;
+    if (!s->cfg.retry_direct)
+        return;
     /* Also retry the target directly: one lost datagram should not be
      * enough to make a healthy member suspect when the relays are unlucky. */
-    swim_msg_t ping = { .type = SWIM_MSG_PING, .seq = s->probe.seq };
-    memcpy(ping.node, s->probe.target, sizeof(ping.node));
-    send_packet(s, s->members.v[target].addr, &ping, 1);
+    send_ping(s, &s->members.v[target], s->probe.seq);
 }
 
 static void finish_probe(swim_t *s, bool acked)

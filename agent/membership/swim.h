@@ -35,6 +35,15 @@
  *   a push-pull with the seeds, retried with backoff while no one answers.
  * - Leave. swim_leave gossips a "dead" message about oneself, which others
  *   record as "left" rather than "dead".
+ * - Follow-up (ferry). A member that hears a suspicion probes the suspect
+ *   itself at its next probe slot, with the accusation attached; a member
+ *   accused at an old incarnation re-announces its current one. The refutation
+ *   then rides back on the ack, so a member that missed the gossiped
+ *   refutation does not let its own timer bury a live member.
+ * - Strangers (ferry). A packet from a member we do not know, or think
+ *   dead, triggers a push-pull with it: a member that missed a join or a
+ *   refutation in the gossip catches up at once instead of at the next
+ *   anti-entropy round.
  * - Healing. Every reconnect interval the member pings one member it thinks
  *   dead; if that member answers, the two swap state, and whoever was wrongly
  *   declared dead refutes. This is how the halves of a healed partition
@@ -67,6 +76,11 @@ typedef struct {
     uint64_t join_retry_us;         /* first join retry; doubles each time ... */
     uint64_t join_retry_max_us;     /* ... up to this */
     uint32_t awareness_max;         /* Lifeguard health multiplier ceiling */
+    bool follow_up_suspects;        /* probe a suspect soon after hearing of it, and
+                                       re-announce ourselves to stale accusers */
+    bool retry_direct;              /* re-ping the target beside the ping-reqs */
+    bool sync_strangers;            /* swap state with a sender we do not know, or
+                                       think dead (at most once per probe interval) */
     size_t packet_max;              /* bytes per UDP packet, before sealing */
     uint32_t max_members;           /* members beyond this are ignored */
     uint32_t max_broadcasts;        /* pending updates beyond this are dropped */
