@@ -560,6 +560,16 @@ static void reannounce(swim_t *s)
     disseminate(s, &msg);
 }
 
+/* Someone accuses a member we know has left: they missed the leave. Tell
+ * it again rather than let them bury the member as failed. */
+static void repeat_leave(swim_t *s, const member_t *m)
+{
+    if (!s->cfg.follow_up_suspects)
+        return;
+    swim_msg_t msg = accusation(SWIM_MSG_DEAD, m->name, m->incarnation, m->name);
+    disseminate(s, &msg);
+}
+
 /* Inserts a new member into the remaining part of the probe round at a
  * random place, so it is probed soon but not by everyone at once. */
 static void add_to_probe_order(swim_t *s, int32_t index)
@@ -678,6 +688,10 @@ static void on_suspect(swim_t *s, const swim_msg_t *msg)
             disseminate(s, msg);
         return;
     }
+    if (m->state == SWIM_LEFT) {
+        repeat_leave(s, m);
+        return;
+    }
     if (m->state != SWIM_ALIVE)
         return;
     if (i == 0) {
@@ -708,6 +722,8 @@ static void on_dead(swim_t *s, const swim_msg_t *msg)
         return;
     }
     clear_suspicion(s, m->name);
+    if (m->state == SWIM_LEFT && strcmp(msg->from, msg->node) != 0)
+        repeat_leave(s, m);
     if (m->state == SWIM_DEAD || m->state == SWIM_LEFT)
         return;
     disseminate(s, msg);
