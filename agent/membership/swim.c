@@ -90,7 +90,8 @@ struct swim {
 
     update_queue_t updates;
     uint64_t next_gossip_us;
-    uint64_t next_pushpull_us;
+    uint64_t last_pushpull_us;
+    uint64_t pushpull_jitter_us;         /* spreads members' rounds apart */
 
     uint64_t next_stranger_sync_us;
 
@@ -207,8 +208,8 @@ swim_t *swim_new(const swim_config_t *cfg, const char *name, const char *addr,
     /* Stagger the periodic work so members started together do not act in step. */
     s->next_probe_us = now_us + rng_below(&s->rng, s->cfg.probe_interval_us + 1);
     s->next_gossip_us = now_us + rng_below(&s->rng, s->cfg.gossip_interval_us + 1);
-    s->next_pushpull_us = now_us + s->cfg.pushpull_interval_us / 2 +
-                          rng_below(&s->rng, s->cfg.pushpull_interval_us / 2 + 1);
+    s->last_pushpull_us = now_us;
+    s->pushpull_jitter_us = rng_below(&s->rng, s->cfg.pushpull_interval_us / 2 + 1);
     s->next_reconnect_us = now_us + s->cfg.reconnect_interval_us;
     return s;
 }
@@ -600,7 +601,10 @@ static bool same_record(const member_t *m, const uint8_t *record, size_t len)
     return m->record_len == len && (len == 0 || memcmp(m->record, record, len) == 0);
 }
 
-static void on_alive(swim_t *s, const swim_msg_t *msg)
+/* `quiet`: the news came in a push-pull from someone else's full state.
+ * A member new to us there is old news to the cluster (a joiner downloading
+ * the member list learns everyone at once), so it is not gossiped again. */
+static void on_alive(swim_t *s, const swim_msg_t *msg, bool quiet)
 {
     int32_t i = members_find(&s->members, msg->node);
     if (i == 0) {
@@ -637,7 +641,8 @@ static void on_alive(swim_t *s, const swim_msg_t *msg)
             return;
         }
         add_to_probe_order(s, i);
-        disseminate(s, msg);
+        if (!quiet)
+            disseminate(s, msg);
         emit(s, SWIM_EVENT_JOINED, m);
         return;
     }
@@ -834,7 +839,7 @@ int swim_receive(swim_t *s, uint64_t now_us, const char *from_addr,
     for (size_t i = 0; i < s->packet.count; i++) {
         const swim_msg_t *msg = &s->packet.msgs[i];
         switch (msg->type) {
-        case SWIM_MSG_ALIVE: on_alive(s, msg); break;
+        case SWIM_MSG_ALIVE: on_alive(s, msg, false); break;
         case SWIM_MSG_SUSPECT: on_suspect(s, msg); break;
         case SWIM_MSG_DEAD: on_dead(s, msg); break;
         default: break;
@@ -882,7 +887,7 @@ int swim_receive_pushpull(swim_t *s, uint64_t now_us, const char *from_addr,
         switch (pm.state) {
         case SWIM_ALIVE:
             msg.type = SWIM_MSG_ALIVE;
-            on_alive(s, &msg);
+            on_alive(s, &msg, strcmp(pm.name, pr.sender) != 0);
             break;
         case SWIM_SUSPECT:
         case SWIM_DEAD:
@@ -1165,9 +1170,18 @@ static uint64_t pushpull_interval(const swim_t *s)
     return interval * (uint64_t)mult;
 }
 
+/* Rounds follow the previous one by the interval for the current size of
+ * the cluster, less a fixed per-member jitter. */
+static uint64_t next_pushpull(const swim_t *s)
+{
+    uint64_t interval = pushpull_interval(s);
+    uint64_t jitter = s->pushpull_jitter_us < interval / 2 ? s->pushpull_jitter_us : interval / 2;
+    return s->last_pushpull_us + interval - jitter;
+}
+
 static void pushpull_round(swim_t *s)
 {
-    s->next_pushpull_us = s->now + pushpull_interval(s);
+    s->last_pushpull_us = s->now;
     int32_t peer;
     if (pick_members(s, 1, pushpull_candidate, NULL, &peer) == 1)
         send_pushpull(s, s->members.v[peer].addr, true);
@@ -1215,7 +1229,7 @@ void swim_tick(swim_t *s, uint64_t now_us)
         gossip_round(s);
     if (s->left)
         return;
-    if (s->cfg.pushpull_interval_us && s->now >= s->next_pushpull_us)
+    if (s->cfg.pushpull_interval_us && s->now >= next_pushpull(s))
         pushpull_round(s);
     if (s->cfg.reconnect_interval_us && s->now >= s->next_reconnect_us)
         reconnect_round(s);
@@ -1248,7 +1262,7 @@ uint64_t swim_next_deadline(const swim_t *s)
     else
         t = min_u64(t, s->next_probe_us);
     if (s->cfg.pushpull_interval_us)
-        t = min_u64(t, s->next_pushpull_us);
+        t = min_u64(t, next_pushpull(s));
     if (s->cfg.reconnect_interval_us)
         t = min_u64(t, s->next_reconnect_us);
     if (s->seed_count && s->live <= 1)
@@ -1332,6 +1346,7 @@ static void fill_member(const member_t *m, swim_member_t *out)
 }
 
 size_t swim_member_count(const swim_t *s) { return s->members.count; }
+size_t swim_pending_updates(const swim_t *s) { return uq_count(&s->updates); }
 size_t swim_live_count(const swim_t *s) { return s->live; }
 const char *swim_name(const swim_t *s) { return s->members.v[0].name; }
 uint64_t swim_incarnation(const swim_t *s) { return s->members.v[0].incarnation; }

@@ -180,6 +180,8 @@ typedef struct {
 size_t swim_member_count(const swim_t *self);
 int swim_member_at(const swim_t *self, size_t index, swim_member_t *out);
 int swim_member_find(const swim_t *self, const char *name, swim_member_t *out);
+/* Membership updates still waiting to be gossiped. */
+size_t swim_pending_updates(const swim_t *self);
 /* Members in state alive or suspect, this one included. */
 size_t swim_live_count(const swim_t *self);
 const char *swim_name(const swim_t *self);

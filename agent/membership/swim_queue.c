@@ -10,6 +10,9 @@
 
 /* The smallest message (an ack) takes three bytes; below that nothing fits. */
 #define SMALLEST_MSG 3
+/* After this many updates in a row that did not fit, the packet is full
+ * enough: scanning a long queue for a small one costs more than it gains. */
+#define MAX_MISSES 16
 
 void uq_init(update_queue_t *q, size_t max)
 {
@@ -72,10 +75,14 @@ int uq_push(update_queue_t *q, const char *subject, const uint8_t *msg, size_t l
 
 size_t uq_fill(update_queue_t *q, swim_packet_builder_t *b, uint32_t limit)
 {
-    size_t added = 0;
-    for (size_t i = 0; i < q->count && swim_packet_room(b) >= SMALLEST_MSG; i++) {
-        if (!swim_packet_add(b, q->v[i].msg, q->v[i].len))
-            continue;   /* too big for what is left; a smaller one may fit */
+    size_t added = 0, misses = 0;
+    for (size_t i = 0; i < q->count && swim_packet_room(b) >= SMALLEST_MSG && misses < MAX_MISSES;
+         i++) {
+        if (!swim_packet_add(b, q->v[i].msg, q->v[i].len)) {
+            misses++;   /* too big for what is left; a smaller one may fit */
+            continue;
+        }
+        misses = 0;
         q->v[i].transmits++;
         added++;
     }

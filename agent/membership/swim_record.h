@@ -25,7 +25,7 @@
 
 #define SWIM_RECORD_MAX          1024  /* encoded bytes */
 #define SWIM_RECORD_MAX_IFACES      8
-#define SWIM_RECORD_MAX_SERVICES    4  /* per interface */
+#define SWIM_RECORD_MAX_SERVICES    6  /* per interface: management, vmotion, provisioning, raft, gossip */
 #define SWIM_RECORD_MAX_DEVICES    16
 
 /* String capacities include the terminating NUL. */

@@ -25,6 +25,7 @@ struct swim_cluster {
     uint8_t cluster_key[KEYRING_KEY_BYTES];
     uint8_t *buf;            /* seal/open scratch, large enough for push-pull */
     size_t buf_cap;
+    uint64_t udp_bytes, stream_bytes;   /* sealed bytes handed to the network */
 };
 
 static void drain(swim_cluster_t *c, int i);
@@ -75,8 +76,13 @@ static void send_sealed(swim_cluster_t *c, int from, int to, keyring_channel_t c
     size_t sealed_len;
     out[0] = channel == KEYRING_STREAM ? CHANNEL_STREAM : CHANNEL_UDP;
     if (keyring_seal(c->nodes[from].keys, channel, bytes, len, out + 1, c->buf_cap - 1,
-                     &sealed_len) == 0)
-        sim_send(c->sim, from, to, out, sealed_len + 1);
+                     &sealed_len) < 0)
+        return;
+    if (channel == KEYRING_STREAM)
+        c->stream_bytes += sealed_len;
+    else
+        c->udp_bytes += sealed_len;
+    sim_send(c->sim, from, to, out, sealed_len + 1);
 }
 
 /* Hands a node's outputs to the network and its events to the hook. */
@@ -164,6 +170,8 @@ swim_t *swim_cluster_node(swim_cluster_t *c, int i) { return c->nodes[i].swim; }
 const char *swim_cluster_name(const swim_cluster_t *c, int i) { return c->nodes[i].name; }
 uint64_t swim_cluster_auth_failures(const swim_cluster_t *c, int i) { return c->nodes[i].auth_failures; }
 uint64_t swim_cluster_bytes_sent(const swim_cluster_t *c) { return sim_stats(c->sim).bytes_sent; }
+uint64_t swim_cluster_udp_bytes(const swim_cluster_t *c) { return c->udp_bytes; }
+uint64_t swim_cluster_stream_bytes(const swim_cluster_t *c) { return c->stream_bytes; }
 
 int swim_cluster_index(const char *name)
 {

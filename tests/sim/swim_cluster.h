@@ -60,6 +60,10 @@ void swim_cluster_inject(swim_cluster_t *self, int from, int to, const swim_msg_
 
 uint64_t swim_cluster_auth_failures(const swim_cluster_t *self, int node);
 uint64_t swim_cluster_bytes_sent(const swim_cluster_t *self);
+/* Sealed bytes sent as datagrams and as push-pull streams (what the shell
+ * would put on the wire, less UDP/TCP headers). */
+uint64_t swim_cluster_udp_bytes(const swim_cluster_t *self);
+uint64_t swim_cluster_stream_bytes(const swim_cluster_t *self);
 
 /* Runs until pred(ctx) holds, checking every `check_every_us` of virtual
  * time (10 ms if 0), or until `deadline_us` (absolute). */

@@ -62,7 +62,7 @@ static void test_record_limits(void **state)
     assert_int_equal(swim_record_add_iface(&r, "one-more", "10.0.0.1", NULL), -ENOSPC);
     assert_int_equal(swim_record_add_iface(&(swim_record_t){ 0 }, "an-interface-name-too-long",
                                            "x", NULL), -EINVAL);
-    assert_int_equal(swim_record_add_iface(&(swim_record_t){ 0 }, "eth0", "x", "a,b,c,d,e"),
+    assert_int_equal(swim_record_add_iface(&(swim_record_t){ 0 }, "eth0", "x", "a,b,c,d,e,f,g"),
                      -ENOSPC);
     /* Full device attributes everywhere do not fit in one packet's record. */
     char attrs[SWIM_DEVICE_ATTRS_CAP];
