@@ -3,6 +3,7 @@
 #include "agent/cluster.h"
 #include "agent/control.h"
 #include "agent/inventory.h"
+#include "agent/peers.h"
 #include "agent/statedir.h"
 #include "agent/zap.h"
 #include "common/log.h"
@@ -25,6 +26,7 @@ struct agent {
     zap_t *zap;
     control_t *control;
     cluster_t *cluster;
+    peers_t *peers;
     inventory_t *inventory;
     uint64_t started_ms;
     int signal_fd;           /* SIGINT and SIGTERM, read in the loop */
@@ -179,6 +181,25 @@ agent_t *agent_new(const config_t *config, const agent_options_t *options, char 
     self->cluster = cluster_new(&cluster_cfg, self->loop, self->control, err, errlen);
     if (!self->cluster)
         goto fail;
+
+    char raft_addr[300], control_addr[300], migration_addr[300];
+    snprintf(raft_addr, sizeof(raft_addr), "%s:%u", self->config.agent.bind, self->config.ports.raft);
+    snprintf(control_addr, sizeof(control_addr), "%s:%u", self->config.agent.bind, self->config.ports.control);
+    snprintf(migration_addr, sizeof(migration_addr), "%s:%u", self->config.agent.bind, self->config.ports.migration);
+    peers_config_t peers_cfg = {
+        .name = self->state.name,
+        .config = &self->config,
+        .inventory = self->inventory,
+        .cluster_key = self->state.cluster_key,
+        .public_key = self->state.identity.public_z85,
+        .raft_addr = raft_addr,
+        .control_addr = control_addr,
+        .migration_addr = migration_addr,
+        .cluster = self->cluster,
+    };
+    self->peers = peers_new(&peers_cfg, self->loop, self->control, err, errlen);
+    if (!self->peers)
+        goto fail;
     zloop_reader(self->loop, zap_socket(self->zap), on_zap, self);
     zloop_reader(self->loop, control_socket(self->control), on_control, self);
     /* Keep serving after a handler error; only a signal stops the loop. */
@@ -194,6 +215,7 @@ void agent_destroy(agent_t **self_p)
     agent_t *self = *self_p;
     if (!self)
         return;
+    peers_destroy(&self->peers);
     cluster_destroy(&self->cluster);
     zloop_destroy(&self->loop);
     if (self->signal_fd >= 0)

@@ -216,8 +216,10 @@ static int on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     raft_node_t *self = arg;
     raft_tick(self->raft);
-    if (++self->ticks % PROMOTE_CHECK_TICKS == 0)
+    if (++self->ticks % PROMOTE_CHECK_TICKS == 0) {
         promote_learners(self);
+        raft_transport_maintain(self->transport);
+    }
     expire_pending(self);
     return process_ready(self);
 }

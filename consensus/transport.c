@@ -14,6 +14,8 @@ typedef struct {
     char endpoint[256];
     char public_z85[CRYPTO_Z85_LEN + 1];
     zsock_t *dealer;
+    zsock_t *monitor;       /* the dealer's handshake events */
+    bool redial;            /* its handshake was refused: dial again */
 } peer_t;
 
 struct raft_transport {
@@ -26,6 +28,28 @@ struct raft_transport {
     size_t peer_count;
     uint64_t dropped, malformed;
 };
+
+/* A peer that did not know our key yet refuses the handshake, and libzmq
+ * does not dial again after a refusal. Membership makes the keys known
+ * within a gossip round, so a refused dealer is simply dialled again by
+ * raft_transport_maintain(). The monitor is how we learn of the refusal. */
+static void close_dealer(peer_t *peer)
+{
+    if (peer->dealer)
+        zmq_socket_monitor(zsock_resolve(peer->dealer), NULL, 0);
+    zsock_destroy(&peer->monitor);
+    zsock_destroy(&peer->dealer);
+}
+
+static void watch_dealer(peer_t *peer)
+{
+    char endpoint[64];
+    snprintf(endpoint, sizeof(endpoint), "inproc://raft-peer-%p", (void *)peer->dealer);
+    if (zmq_socket_monitor(zsock_resolve(peer->dealer), endpoint,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0)
+        peer->monitor = zsock_new_pair(endpoint);
+}
 
 raft_transport_t *raft_transport_new(uint64_t self_id, const char *bind_endpoint, const crypto_identity_t *identity,
                                      zap_t *zap, char *err, size_t errlen)
@@ -64,7 +88,7 @@ void raft_transport_destroy(raft_transport_t **self_p)
     if (!self)
         return;
     for (size_t i = 0; i < self->peer_count; i++)
-        zsock_destroy(&self->peers[i].dealer);
+        close_dealer(&self->peers[i]);
     zsock_destroy(&self->router);
     free(self);
     *self_p = NULL;
@@ -123,12 +147,14 @@ int raft_transport_set_peer(raft_transport_t *self, uint64_t id, const char *end
         peer->id = id;
     } else {
         zap_revoke(self->zap, "raft", peer->public_z85);
-        zsock_destroy(&peer->dealer);
+        close_dealer(peer);
     }
     snprintf(peer->endpoint, sizeof(peer->endpoint), "%s", endpoint);
     snprintf(peer->public_z85, sizeof(peer->public_z85), "%s", public_z85);
     zap_allow(self->zap, "raft", public_z85);
     peer->dealer = connect_dealer(self, peer);
+    if (peer->dealer)
+        watch_dealer(peer);
     if (!peer->dealer)
         log_warn("raft", "cannot connect to peer %016llx at %s", (unsigned long long)id, endpoint);
     else
@@ -142,8 +168,29 @@ void raft_transport_remove_peer(raft_transport_t *self, uint64_t id)
     if (!peer)
         return;
     zap_revoke(self->zap, "raft", peer->public_z85);
-    zsock_destroy(&peer->dealer);
+    close_dealer(peer);
     *peer = self->peers[--self->peer_count];
+}
+
+void raft_transport_maintain(raft_transport_t *self)
+{
+    for (size_t i = 0; i < self->peer_count; i++) {
+        peer_t *peer = &self->peers[i];
+        while (peer->monitor && zsock_events(peer->monitor) & ZMQ_POLLIN) {
+            zmsg_t *event = zmsg_recv(peer->monitor);
+            zmsg_destroy(&event);
+            peer->redial = true;
+        }
+        if (!peer->redial && peer->dealer)
+            continue;
+        close_dealer(peer);
+        peer->redial = false;
+        peer->dealer = connect_dealer(self, peer);
+        if (peer->dealer) {
+            watch_dealer(peer);
+            log_debug("raft", "dialling %016llx at %s again", (unsigned long long)peer->id, peer->endpoint);
+        }
+    }
 }
 
 /* Sends [kind][payload] to a peer without blocking. */

@@ -56,6 +56,9 @@ const char *raft_transport_endpoint(const raft_transport_t *self);
 int raft_transport_set_peer(raft_transport_t *self, uint64_t id, const char *endpoint, const char *public_z85);
 void raft_transport_remove_peer(raft_transport_t *self, uint64_t id);
 bool raft_transport_has_peer(const raft_transport_t *self, uint64_t id);
+/* Dials again every peer whose handshake was refused (it did not know our
+ * key yet); call it a few times a second. */
+void raft_transport_maintain(raft_transport_t *self);
 
 /* Encodes and sends to msg->to. Returns 0, or -1 if the peer is unknown or
  * its queue is full (the message is dropped). */

@@ -538,7 +538,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--quick") == 0)
             quick = true;
     }
-    log_set_level(LOG_ERROR);
+    log_set_level(LOG_LEVEL_ERROR);
     print_machine();
 
     swim_config_t ferry_cfg, ml_cfg;
