@@ -235,7 +235,7 @@ static int handle_status(void *ctx, control_call_t *call)
     const fsm_t *fsm = raft_node_fsm(self->node);
     fsm_hash_hex(fsm, hash);
     msgpack_packer *pk = call->result;
-    msgpack_pack_map(pk, 11);
+    msgpack_pack_map(pk, 12);
     wire_pack_kv_str(pk, "self", self->name);
     wire_pack_kv_str(pk, "role", raft_role_name(st.role));
     wire_pack_kv_str(pk, "leader", st.leader ? name_of(self, st.leader) : "");
@@ -245,11 +245,36 @@ static int handle_status(void *ctx, control_call_t *call)
     wire_pack_kv_str(pk, "state_hash", hash);
     wire_pack_kv_u64(pk, "hosts", fsm_host_count(fsm));
     wire_pack_kv_u64(pk, "vms", fsm_vm_count(fsm));
+    wire_pack_str(pk, "settings");
+    size_t n_settings = 0;
+    while (fsm_setting_at(fsm, n_settings))
+        n_settings++;
+    msgpack_pack_map(pk, (uint32_t)n_settings);
+    for (size_t i = 0; i < n_settings; i++)
+        wire_pack_kv_str(pk, fsm_setting_at(fsm, i)->key, fsm_setting_at(fsm, i)->value);
     wire_pack_str(pk, "voters");
     pack_peers(self, pk, &st, true);
     wire_pack_str(pk, "learners");
     pack_peers(self, pk, &st, false);
     return 0;
+}
+
+static int handle_set(void *ctx, control_call_t *call)
+{
+    cluster_t *self = ctx;
+    char key[FSM_NAME_MAX], value[FSM_PROFILE_MAX], err[160];
+    if (wire_get_str(call->args, "key", key, sizeof(key), err, sizeof(err)) != 0 ||
+        wire_get_str(call->args, "value", value, sizeof(value), err, sizeof(err)) != 0)
+        return control_fail(call, CONTROL_BAD_REQUEST, "cluster set needs a 'key' (at most %d bytes) and a "
+                            "'value' (at most %d bytes)", FSM_NAME_MAX - 1, FSM_PROFILE_MAX - 1);
+    msgpack_sbuffer cmd;
+    msgpack_sbuffer_init(&cmd);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &cmd, msgpack_sbuffer_write);
+    fsm_cmd_setting_set(&pk, key, value);
+    int rc = cluster_submit(self, call, &cmd);
+    msgpack_sbuffer_destroy(&cmd);
+    return rc;
 }
 
 static int on_transfer_poll(zloop_t *loop, int timer_id, void *arg)
@@ -358,6 +383,7 @@ cluster_t *cluster_new(const cluster_config_t *cfg, zloop_t *loop, control_t *co
     zloop_timer(loop, 200, 5, on_lease_timer, self);
     control_register(control, "cluster.status", handle_status, self);
     control_register(control, "cluster.transfer-leader", handle_transfer, self);
+    control_register(control, "cluster.set", handle_set, self);
     log_info("cluster", "raft node %016llx on %s", (unsigned long long)raft_node_id(self->node),
              raft_node_endpoint(self->node));
     return self;

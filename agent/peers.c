@@ -132,8 +132,9 @@ static int on_refresh(zloop_t *loop, int timer_id, void *arg)
 static int handle_host_list(void *ctx, control_call_t *call)
 {
     peers_t *self = ctx;
-    msgpack_pack_map(call->result, 2);
+    msgpack_pack_map(call->result, 3);
     wire_pack_kv_str(call->result, "self", self->name);
+    wire_pack_kv_u64(call->result, "auth_failures", gossip_auth_failures(self->gossip));
     wire_pack_str(call->result, "members");
     if (gossip_pack_members(self->gossip, call->result) != 0)
         return control_fail(call, CONTROL_INTERNAL, "cannot list members");

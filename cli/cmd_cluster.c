@@ -53,7 +53,28 @@ static void render_transfer(const msgpack_object *r, FILE *out)
     fprintf(out, "leader is now %s\n", table_cell_or(r, "leader", leader, sizeof(leader)));
 }
 
+static int parse_set(int argc, char **argv, msgpack_packer *args, char *err, size_t errlen)
+{
+    if (argc != 2) {
+        snprintf(err, errlen, "needs KEY and VALUE (an empty VALUE clears the setting)");
+        return -1;
+    }
+    msgpack_pack_map(args, 2);
+    wire_pack_kv_str(args, "key", argv[0]);
+    wire_pack_kv_str(args, "value", argv[1]);
+    return 0;
+}
+
+static void render_write(const msgpack_object *r, FILE *out)
+{
+    char message[200], index[32];
+    fprintf(out, "%s (committed at index %s)\n", table_cell_or(r, "message", message, sizeof(message)),
+            table_cell_or(r, "index", index, sizeof(index)));
+}
+
 const cli_command_t cli_cluster_commands[] = {
+    { "cluster set", "cluster.set", "KEY VALUE", "set a cluster-wide setting (replicated through Raft)", parse_set,
+      render_write },
     { "cluster status", "cluster.status", "", "leader, term, commit and applied index, members, state hash", NULL,
       render_status },
     { "cluster transfer-leader", "cluster.transfer-leader", "HOST", "hand leadership to HOST", parse_transfer,

@@ -79,7 +79,40 @@ static void render_host_show(const msgpack_object *result, FILE *out)
     }
 }
 
+static void render_host_list(const msgpack_object *result, FILE *out)
+{
+    const msgpack_object *members = field(result, "members");
+    if (!members || members->type != MSGPACK_OBJECT_ARRAY)
+        return;
+    table_t *t = table_new(8, "NAME", "ADDRESS", "STATE", "INCARNATION", "CPUS", "MEMORY", "USED", "SERVICES");
+    for (uint32_t i = 0; i < members->via.array.size; i++) {
+        const msgpack_object *m = &members->via.array.ptr[i];
+        char name[80], addr[80], state[16], inc[24], cpus[16], mem[32], used[32], services[256] = "";
+        const msgpack_object *mem_obj = field(m, "mem_bytes"), *used_obj = field(m, "used_mem_bytes");
+        const msgpack_object *ifaces = field(m, "interfaces");
+        if (ifaces && ifaces->type == MSGPACK_OBJECT_ARRAY)
+            for (uint32_t j = 0; j < ifaces->via.array.size; j++) {
+                char svc[128], ifname[32];
+                snprintf(services + strlen(services), sizeof(services) - strlen(services), "%s%s:%s",
+                         j ? " " : "", table_cell_or(&ifaces->via.array.ptr[j], "name", ifname, sizeof(ifname)),
+                         table_cell_or(&ifaces->via.array.ptr[j], "services", svc, sizeof(svc)));
+            }
+        table_add(t, table_cell_or(m, "name", name, sizeof(name)), table_cell_or(m, "address", addr, sizeof(addr)),
+                  table_cell_or(m, "state", state, sizeof(state)),
+                  table_cell_or(m, "incarnation", inc, sizeof(inc)), table_cell_or(m, "cpus", cpus, sizeof(cpus)),
+                  mem_obj && mem_obj->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                      ? table_bytes(mem_obj->via.u64, mem, sizeof(mem)) : "-",
+                  used_obj && used_obj->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                      ? table_bytes(used_obj->via.u64, used, sizeof(used)) : "-",
+                  services[0] ? services : "-");
+    }
+    table_print(t, out);
+    table_destroy(&t);
+}
+
 const cli_command_t cli_host_commands[] = {
+    { "host list", "host.list", "", "every member: address, state, incarnation, capacity and usage, services",
+      NULL, render_host_list },
     { "host show", "host.show", "", "show this agent's host: CPUs, memory, interfaces, services, PCI devices",
       NULL, render_host_show },
     { NULL, NULL, NULL, NULL, NULL, NULL },

@@ -149,6 +149,11 @@ const fsm_device_t *fsm_device_at(const fsm_t *self, size_t i) { return i < self
 size_t fsm_rule_count(const fsm_t *self) { return self->rules.count; }
 const fsm_rule_t *fsm_rule_at(const fsm_t *self, size_t i) { return i < self->rules.count ? table_at(&self->rules, i) : NULL; }
 
+const fsm_setting_t *fsm_setting_at(const fsm_t *self, size_t i)
+{
+    return i < self->settings.count ? table_at(&self->settings, i) : NULL;
+}
+
 const char *fsm_setting_get(const fsm_t *self, const char *key)
 {
     const fsm_setting_t *s = table_find(&self->settings, key);

@@ -137,6 +137,7 @@ const fsm_device_t *fsm_device_at(const fsm_t *self, size_t i);
 size_t fsm_rule_count(const fsm_t *self);
 const fsm_rule_t *fsm_rule_at(const fsm_t *self, size_t i);
 const char *fsm_setting_get(const fsm_t *self, const char *key);
+const fsm_setting_t *fsm_setting_at(const fsm_t *self, size_t i);   /* NULL past the end */
 /* True if `host` holds a lease valid at `now_ms` (the caller's clock). */
 bool fsm_lease_valid(const fsm_t *self, const char *host, uint64_t now_ms);
 

@@ -201,11 +201,16 @@ static void promote_learners(raft_node_t *self)
         return;
     for (size_t i = 0; i < st.n_peers; i++) {
         const raft_peer_status_t *peer = &st.peers[i];
-        if (peer->voter || !peer->recent_active || peer->match + CATCH_UP_SLACK < st.commit)
+        /* Caught up is enough: recent_active is cleared at every CheckQuorum
+         * round, so sampling it here would miss live learners. */
+        if (peer->voter || peer->match + CATCH_UP_SLACK < st.commit)
             continue;
         uint64_t index;
-        if (raft_propose_conf_change(self->raft, RAFT_CONF_PROMOTE, peer->id, &index) == 0)
+        int rc = raft_propose_conf_change(self->raft, RAFT_CONF_PROMOTE, peer->id, &index);
+        if (rc == 0)
             log_info("raft", "promoting %016llx to voter", (unsigned long long)peer->id);
+        else
+            log_debug("raft", "cannot promote %016llx yet: %s", (unsigned long long)peer->id, raft_strerror(rc));
         return;   /* one change at a time */
     }
 }

@@ -16,6 +16,7 @@ typedef struct {
     zsock_t *dealer;
     zsock_t *monitor;       /* the dealer's handshake events */
     bool redial;            /* its handshake was refused: dial again */
+    unsigned dials;
 } peer_t;
 
 struct raft_transport {
@@ -43,8 +44,11 @@ static void close_dealer(peer_t *peer)
 
 static void watch_dealer(peer_t *peer)
 {
-    char endpoint[64];
-    snprintf(endpoint, sizeof(endpoint), "inproc://raft-peer-%p", (void *)peer->dealer);
+    /* A fresh name each time: libzmq unbinds an old monitor endpoint
+     * asynchronously, and a reused name could fail to bind. */
+    char endpoint[96];
+    snprintf(endpoint, sizeof(endpoint), "inproc://raft-peer-%016llx-%u", (unsigned long long)peer->id,
+             ++peer->dials);
     if (zmq_socket_monitor(zsock_resolve(peer->dealer), endpoint,
                            ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
                                ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0)

@@ -56,3 +56,61 @@ start_dev_agent() {
     PIDS+=("$DEV_PID")
     wait_for 20 grep -q "is ready" "$DEV_LOG" || fail "dev agent did not become ready: $(tail -n 5 "$DEV_LOG")"
 }
+
+# --- multi-agent clusters on loopback ---------------------------------------
+# make_agent I [EXTRA_INI]: state dir, config and ports for agent hI. Agent 1
+# founds the cluster; the others copy its cluster key and join through its
+# gossip port. Sets nothing global but files under $WORK/hI.
+make_agent() {
+    local i=$1 extra=${2:-}
+    local dir=$WORK/h$i
+    mkdir -p "$dir"
+    if [ "$i" -eq 1 ]; then
+        "$FERRYD" init --cluster itest --state-dir "$dir/state" --name "h$i" >/dev/null
+    else
+        mkdir -p "$dir/state"
+        cp "$WORK/h1/state/cluster.key" "$dir/state/"
+        "$FERRYD" init --cluster itest --state-dir "$dir/state" --name "h$i" --join-existing >/dev/null
+    fi
+    local control raft gossip migration http
+    control=$(free_port); raft=$(free_port); gossip=$(free_port); migration=$(free_port); http=$(free_port)
+    echo "$gossip" >"$dir/gossip_port"
+    local join=""
+    [ "$i" -eq 1 ] || join="join = 127.0.0.1:$(cat "$WORK/h1/gossip_port")"
+    cat >"$dir/ferry.conf" <<CONF
+[agent]
+name = h$i
+cluster = itest
+state_dir = $dir/state
+bind = 127.0.0.1
+$join
+[ports]
+control = $control
+raft = $raft
+gossip = $gossip
+migration = $migration
+http = $http
+$extra
+CONF
+}
+
+# start_agent I: runs agent hI in the background (log in $WORK/hI.log).
+start_agent() {
+    local i=$1
+    "$FERRYD" run --config "$WORK/h$i/ferry.conf" >>"$WORK/h$i.log" 2>&1 &
+    eval "AGENT_PID_$i=$!"
+    PIDS+=("$!")
+}
+
+# ctl I ARGS...: ferryctl against agent hI with its own admin credential.
+ctl() {
+    local i=$1; shift
+    "$FERRYCTL" --cred "$WORK/h$i/state/admin.cred" "$@"
+}
+
+# status_field I EXPR: a field of `cluster status --json` on agent hI.
+status_field() {
+    local i=$1
+    ctl "$i" --json cluster status >"$WORK/status-$i.json" 2>/dev/null || return 1
+    json_get "$WORK/status-$i.json" "$2"
+}
