@@ -47,11 +47,17 @@ json_get() {
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"
 }
 
+# --set flags giving a dev agent free ports (other agents may hold the defaults).
+dev_port_flags() {
+    local key
+    for key in raft gossip migration http; do printf -- '--set ports.%s=%s ' "$key" "$(free_port)"; done
+}
+
 # Starts `ferryd --dev` with extra flags; sets DEV_PID and DEV_LOG. Waits
 # until the agent says it is ready.
 start_dev_agent() {
     DEV_LOG=$WORK/dev-$#-$RANDOM.log
-    "$FERRYD" --dev --set ports.raft="$(free_port)" "$@" >"$DEV_LOG" 2>&1 &
+    "$FERRYD" --dev $(dev_port_flags) "$@" >"$DEV_LOG" 2>&1 &
     DEV_PID=$!
     PIDS+=("$DEV_PID")
     wait_for 20 grep -q "is ready" "$DEV_LOG" || fail "dev agent did not become ready: $(tail -n 5 "$DEV_LOG")"

@@ -13,7 +13,7 @@ PORT=$(free_port)
 step "ferryd --dev under valgrind"
 DEV_LOG=$WORK/valgrind.log
 valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
-    --show-leak-kinds=definite,indirect "$FERRYD" --dev --set ports.control="$PORT" --set ports.raft="$(free_port)" >"$DEV_LOG" 2>&1 &
+    --show-leak-kinds=definite,indirect "$FERRYD" --dev --set ports.control="$PORT" $(dev_port_flags) >"$DEV_LOG" 2>&1 &
 DEV_PID=$!
 PIDS+=("$DEV_PID")
 wait_for 60 grep -q "is ready" "$DEV_LOG" || fail "agent under valgrind did not become ready"
