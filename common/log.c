@@ -8,7 +8,7 @@
 #include <sys/time.h>
 #include <time.h>
 
-static log_level_t current_level = LOG_INFO;
+static log_level_t current_level = LOG_LEVEL_INFO;
 
 static const char *level_names[] = { "debug", "info", "warn", "error", "off" };
 
@@ -17,7 +17,7 @@ log_level_t log_get_level(void) { return current_level; }
 
 int log_level_parse(const char *name, log_level_t *level)
 {
-    for (int i = LOG_DEBUG; i <= LOG_OFF; i++) {
+    for (int i = LOG_LEVEL_DEBUG; i <= LOG_LEVEL_OFF; i++) {
         if (strcmp(name, level_names[i]) == 0) {
             *level = (log_level_t)i;
             return 0;
@@ -28,7 +28,7 @@ int log_level_parse(const char *name, log_level_t *level)
 
 void log_write(log_level_t level, const char *module, const char *fmt, ...)
 {
-    if (level < current_level || level >= LOG_OFF)
+    if (level < current_level || level >= LOG_LEVEL_OFF)
         return;
     struct timeval tv;
     gettimeofday(&tv, NULL);

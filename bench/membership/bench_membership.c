@@ -551,7 +551,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    log_set_level(LOG_ERROR);
+    log_set_level(LOG_LEVEL_ERROR);
     print_machine();
 
     swim_config_t ferry_cfg, ml_cfg;

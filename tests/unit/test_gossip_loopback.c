@@ -268,7 +268,7 @@ static void test_bad_config(void **state)
 
 int main(void)
 {
-    log_set_level(LOG_WARN);
+    log_set_level(LOG_LEVEL_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_join_list_and_detect_crash),
         cmocka_unit_test(test_wrong_key_cannot_join),

@@ -1,0 +1,28 @@
+/* commands.h - the table of ferryctl commands.
+ *
+ * A command maps words on the command line ("host show") to a control API
+ * command ("host.show"), parses its own arguments into a msgpack map, and
+ * renders the result as a table. --json output needs nothing per command:
+ * the result is printed as JSON as the agent sent it. */
+#ifndef FERRY_CLI_COMMANDS_H
+#define FERRY_CLI_COMMANDS_H
+
+#include <msgpack.h>
+#include <stdio.h>
+
+typedef struct {
+    const char *words;      /* "host show" */
+    const char *control;    /* "host.show" */
+    const char *usage;      /* arguments after the words, e.g. "NAME [--force]" */
+    const char *summary;
+    /* Packs exactly one map of arguments. NULL: the command takes none.
+     * Returns 0, or -1 with a usage error in err. */
+    int (*parse)(int argc, char **argv, msgpack_packer *args, char *err, size_t errlen);
+    void (*render)(const msgpack_object *result, FILE *out);
+} cli_command_t;
+
+/* Each file cmd_*.c exports its table, ended by an entry with words == NULL. */
+extern const cli_command_t cli_host_commands[];
+extern const cli_command_t cli_cluster_commands[];
+
+#endif

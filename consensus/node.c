@@ -1,0 +1,440 @@
+/* node.c - see node.h. The Ready loop here follows the contract in raft.h
+ * step by step: persist, send, apply, advance. */
+#include "consensus/node.h"
+#include "common/log.h"
+#include "consensus/raftlog.h"
+#include "consensus/transport.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <string.h>
+
+#define MAX_PENDING 4096
+#define PROMOTE_CHECK_TICKS 20
+#define CATCH_UP_SLACK 16      /* a learner this close to the commit index counts as caught up */
+
+typedef struct {
+    raft_node_done_fn *done;
+    void *ctx;
+    int64_t deadline_ms;
+    bool is_read;
+    uint64_t id;               /* forward request id, or read context */
+    uint64_t index, term;      /* 0 until known */
+} pending_t;
+
+struct raft_node {
+    raft_node_config_t cfg;
+    raft_t *raft;
+    raftlog_t *log;
+    raft_transport_t *transport;
+    fsm_t *fsm;
+    zloop_t *loop;
+    int timer_id;
+    uint64_t applied;
+    uint64_t last_snapshot_index;
+    uint64_t next_request_id;
+    uint64_t ticks;
+    bool failed;               /* storage failed: stop serving */
+    pending_t pending[MAX_PENDING];
+    size_t pending_count;
+};
+
+uint64_t raft_node_id_from_key(const char *public_z85)
+{
+    uint8_t hash[8];
+    crypto_generichash(hash, sizeof(hash), (const unsigned char *)public_z85, strlen(public_z85), NULL, 0);
+    uint64_t id = 0;
+    for (int i = 7; i >= 0; i--)
+        id = (id << 8) | hash[i];
+    return id ? id : 1;
+}
+
+/* --- pending requests ---------------------------------------------------- */
+
+static pending_t *add_pending(raft_node_t *self, raft_node_done_fn *done, void *ctx)
+{
+    if (self->pending_count == MAX_PENDING)
+        return NULL;
+    pending_t *p = &self->pending[self->pending_count++];
+    memset(p, 0, sizeof(*p));
+    p->done = done;
+    p->ctx = ctx;
+    p->deadline_ms = zclock_mono() + self->cfg.request_timeout_ms;
+    return p;
+}
+
+/* Completes pending[i] and removes it (swap with the last). */
+static void finish(raft_node_t *self, size_t i, int error, const fsm_result_t *result, uint64_t index)
+{
+    pending_t p = self->pending[i];
+    self->pending[i] = self->pending[--self->pending_count];
+    if (p.done)
+        p.done(p.ctx, error, result, index);
+}
+
+static void complete_entry(raft_node_t *self, uint64_t index, uint64_t term, const fsm_result_t *result)
+{
+    for (size_t i = self->pending_count; i-- > 0;) {
+        pending_t *p = &self->pending[i];
+        if (p->is_read || p->index == 0)
+            continue;
+        if (p->index == index)
+            finish(self, i, p->term == term ? 0 : RAFT_ERR_NOT_LEADER, p->term == term ? result : NULL, index);
+        else if (p->index < index)
+            finish(self, i, RAFT_ERR_NOT_LEADER, NULL, p->index);   /* replaced, never applied here */
+    }
+}
+
+static void complete_reads(raft_node_t *self)
+{
+    for (size_t i = self->pending_count; i-- > 0;) {
+        pending_t *p = &self->pending[i];
+        if (p->is_read && p->index && p->index <= self->applied)
+            finish(self, i, 0, NULL, p->index);
+    }
+}
+
+static void expire_pending(raft_node_t *self)
+{
+    int64_t now = zclock_mono();
+    for (size_t i = self->pending_count; i-- > 0;)
+        if (self->pending[i].deadline_ms <= now)
+            finish(self, i, -ETIMEDOUT, NULL, 0);
+}
+
+/* --- the Ready loop ------------------------------------------------------- */
+
+static void take_snapshot(raft_node_t *self)
+{
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    fsm_snapshot(self->fsm, &buf);
+    int rc = raft_compact(self->raft, self->applied, buf.data, buf.size);
+    const raft_snapshot_t *snap = raft_snapshot(self->raft);
+    if (rc == 0 && snap && raftlog_save_snapshot(self->log, snap) == 0 && raftlog_compact(self->log, snap->index) == 0) {
+        self->last_snapshot_index = snap->index;
+        log_debug("raft", "snapshot at %llu (%zu bytes)", (unsigned long long)snap->index, buf.size);
+    } else if (rc != 0) {
+        log_warn("raft", "cannot compact at %llu: %s", (unsigned long long)self->applied, raft_strerror(rc));
+    }
+    msgpack_sbuffer_destroy(&buf);
+}
+
+static void apply_committed(raft_node_t *self, const raft_ready_t *rd)
+{
+    for (size_t i = 0; i < rd->n_committed; i++) {
+        const raft_entry_t *e = &rd->committed[i];
+        if (e->index <= self->applied)
+            continue;
+        fsm_result_t result = { 0 };
+        if (e->type == RAFT_ENTRY_NORMAL) {
+            fsm_apply(self->fsm, e->index, e->data, e->len, &result);
+            if (result.status != FSM_OK)
+                log_debug("raft", "entry %llu refused by the state machine: %s", (unsigned long long)e->index,
+                          result.message);
+        } else {
+            result.status = FSM_OK;
+        }
+        self->applied = e->index;
+        complete_entry(self, e->index, e->term, &result);
+    }
+}
+
+/* Returns -1 if storage failed: the node must stop, as Raft's guarantees
+ * rest on what it promised being on disk. */
+static int process_ready(raft_node_t *self)
+{
+    bool applied_any = false;
+    while (!self->failed && raft_has_ready(self->raft)) {
+        raft_ready_t rd;
+        raft_ready(self->raft, &rd);
+        int rc = raftlog_persist_ready(self->log, &rd);
+        if (rc != 0) {
+            log_error("raft", "cannot persist to %s: %s; stopping", self->cfg.dir, strerror(-rc));
+            self->failed = true;
+            return -1;
+        }
+        for (size_t i = 0; i < rd.n_messages; i++)
+            raft_transport_send(self->transport, &rd.messages[i]);
+        if (rd.snapshot) {
+            char err[256];
+            if (fsm_restore(self->fsm, rd.snapshot->data, rd.snapshot->len, err, sizeof(err)) != 0) {
+                log_error("raft", "snapshot at %llu does not restore: %s; stopping",
+                          (unsigned long long)rd.snapshot->index, err);
+                self->failed = true;
+                return -1;
+            }
+            self->applied = rd.snapshot->index;
+            self->last_snapshot_index = rd.snapshot->index;
+            complete_entry(self, rd.snapshot->index + 1, 0, NULL);   /* anything older: outcome unknown here */
+            applied_any = true;
+        }
+        if (rd.n_committed) {
+            apply_committed(self, &rd);
+            applied_any = true;
+        }
+        for (size_t i = 0; i < rd.n_reads; i++)
+            for (size_t j = 0; j < self->pending_count; j++)
+                if (self->pending[j].is_read && self->pending[j].id == rd.reads[i].context)
+                    self->pending[j].index = rd.reads[i].index ? rd.reads[i].index : 1;
+        raft_advance(self->raft);
+        complete_reads(self);
+    }
+    if (applied_any) {
+        if (self->applied - self->last_snapshot_index >= self->cfg.snapshot_every)
+            take_snapshot(self);
+        if (self->cfg.on_apply)
+            self->cfg.on_apply(self->cfg.on_apply_ctx);
+    }
+    return 0;
+}
+
+/* The leader promotes caught-up learners while voters are fewer than wanted. */
+static void promote_learners(raft_node_t *self)
+{
+    if (raft_role(self->raft) != RAFT_LEADER)
+        return;
+    raft_status_t st;
+    raft_status(self->raft, &st);
+    const raft_conf_t *conf = raft_conf(self->raft);
+    if (conf->n_voters >= self->cfg.max_voters || conf->n_learners == 0)
+        return;
+    for (size_t i = 0; i < st.n_peers; i++) {
+        const raft_peer_status_t *peer = &st.peers[i];
+        if (peer->voter || !peer->recent_active || peer->match + CATCH_UP_SLACK < st.commit)
+            continue;
+        uint64_t index;
+        if (raft_propose_conf_change(self->raft, RAFT_CONF_PROMOTE, peer->id, &index) == 0)
+            log_info("raft", "promoting %016llx to voter", (unsigned long long)peer->id);
+        return;   /* one change at a time */
+    }
+}
+
+/* --- loop handlers -------------------------------------------------------- */
+
+static int on_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    raft_node_t *self = arg;
+    raft_tick(self->raft);
+    if (++self->ticks % PROMOTE_CHECK_TICKS == 0) {
+        promote_learners(self);
+        raft_transport_maintain(self->transport);
+    }
+    expire_pending(self);
+    return process_ready(self);
+}
+
+static void handle_forward(raft_node_t *self, const transport_in_t *in)
+{
+    uint64_t index = 0, term = 0;
+    int rc = raft_propose(self->raft, in->payload, in->payload_len, &index, &term);
+    raft_transport_answer(self->transport, in, index, term, rc);
+}
+
+static void handle_forward_result(raft_node_t *self, const transport_in_t *in)
+{
+    for (size_t i = 0; i < self->pending_count; i++) {
+        pending_t *p = &self->pending[i];
+        if (p->is_read || p->id != in->request_id || p->index != 0)
+            continue;
+        if (in->error != 0) {
+            finish(self, i, in->error, NULL, 0);
+        } else if (in->index <= self->applied) {
+            /* Applied already before the answer came: check the term it had. */
+            uint64_t term = 0;
+            bool same = raft_term_at(self->raft, in->index, &term) == 0 && term == in->term;
+            finish(self, i, same ? 0 : RAFT_ERR_NOT_LEADER, NULL, in->index);
+        } else {
+            p->index = in->index;
+            p->term = in->term;
+        }
+        return;
+    }
+}
+
+static int on_transport(zloop_t *loop, zsock_t *socket, void *arg)
+{
+    raft_node_t *self = arg;
+    transport_in_t in;
+    if (raft_transport_recv(self->transport, &in) != 0)
+        return 0;
+    switch (in.kind) {
+    case TRANSPORT_RAFT:
+        raft_step(self->raft, &in.msg);
+        break;
+    case TRANSPORT_FORWARD:
+        handle_forward(self, &in);
+        break;
+    case TRANSPORT_FORWARD_RESULT:
+        handle_forward_result(self, &in);
+        break;
+    }
+    raft_transport_release(&in);
+    return process_ready(self);
+}
+
+/* --- lifecycle ------------------------------------------------------------ */
+
+raft_node_t *raft_node_new(const raft_node_config_t *cfg, zloop_t *loop, char *err, size_t errlen)
+{
+    raft_node_t *self = calloc(1, sizeof(*self));
+    if (!self) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    self->cfg = *cfg;
+    if (!self->cfg.tick_ms) self->cfg.tick_ms = 10;
+    if (!self->cfg.election_tick) self->cfg.election_tick = 10;
+    if (!self->cfg.heartbeat_tick) self->cfg.heartbeat_tick = 2;
+    if (!self->cfg.max_voters) self->cfg.max_voters = 3;
+    if (!self->cfg.snapshot_every) self->cfg.snapshot_every = 1024;
+    if (!self->cfg.request_timeout_ms) self->cfg.request_timeout_ms = 5000;
+    self->loop = loop;
+    self->fsm = fsm_new();
+
+    int rc = raftlog_open(cfg->dir, NULL, &self->log);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot open the Raft log in %s: %s", cfg->dir, strerror(-rc));
+        goto fail;
+    }
+    raft_boot_t boot;
+    raftlog_boot(self->log, &boot);
+    bool empty = boot.n_entries == 0 && boot.snapshot.index == 0 && boot.hard_state.term == 0;
+    if (boot.snapshot.index) {
+        if (fsm_restore(self->fsm, boot.snapshot.data, boot.snapshot.len, err, errlen) != 0) {
+            raftlog_release_boot(self->log);
+            goto fail;
+        }
+        self->applied = self->last_snapshot_index = boot.snapshot.index;
+    }
+    raft_config_t rcfg;
+    raft_config_defaults(&rcfg, cfg->id, cfg->seed ? cfg->seed : cfg->id);
+    rcfg.election_tick = self->cfg.election_tick;
+    rcfg.heartbeat_tick = self->cfg.heartbeat_tick;
+    self->raft = raft_new(&rcfg, &boot);
+    raftlog_release_boot(self->log);
+    if (!self->raft) {
+        snprintf(err, errlen, "the Raft state in %s does not load (see the log above)", cfg->dir);
+        goto fail;
+    }
+    if (cfg->bootstrap && empty) {
+        uint64_t voters[1] = { cfg->id };
+        rc = raft_bootstrap(self->raft, voters, 1);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot bootstrap the cluster: %s", raft_strerror(rc));
+            goto fail;
+        }
+        log_info("raft", "founded a new cluster with %016llx as its first voter", (unsigned long long)cfg->id);
+    }
+    self->transport = raft_transport_new(cfg->id, cfg->bind_endpoint, cfg->identity, cfg->zap, err, errlen);
+    if (!self->transport)
+        goto fail;
+    self->timer_id = zloop_timer(loop, (size_t)self->cfg.tick_ms, 0, on_tick, self);
+    zloop_reader(loop, raft_transport_socket(self->transport), on_transport, self);
+    zloop_reader_set_tolerant(loop, raft_transport_socket(self->transport));
+    if (process_ready(self) != 0) {
+        snprintf(err, errlen, "cannot persist the Raft state in %s", cfg->dir);
+        goto fail;
+    }
+    return self;
+fail:
+    raft_node_destroy(&self);
+    return NULL;
+}
+
+void raft_node_destroy(raft_node_t **self_p)
+{
+    raft_node_t *self = *self_p;
+    if (!self)
+        return;
+    while (self->pending_count)
+        finish(self, self->pending_count - 1, RAFT_ERR_NO_LEADER, NULL, 0);
+    if (self->loop && self->transport) {
+        zloop_timer_end(self->loop, self->timer_id);
+        zloop_reader_end(self->loop, raft_transport_socket(self->transport));
+    }
+    raft_transport_destroy(&self->transport);
+    raft_destroy(&self->raft);
+    raftlog_destroy(&self->log);
+    fsm_destroy(&self->fsm);
+    free(self);
+    *self_p = NULL;
+}
+
+/* --- requests ------------------------------------------------------------- */
+
+int raft_node_propose(raft_node_t *self, const msgpack_sbuffer *command, raft_node_done_fn *done, void *ctx)
+{
+    if (self->failed)
+        return RAFT_ERR_INVALID;
+    pending_t *p = add_pending(self, done, ctx);
+    if (!p)
+        return RAFT_ERR_BUSY;
+    if (raft_role(self->raft) == RAFT_LEADER) {
+        int rc = raft_propose(self->raft, command->data, command->size, &p->index, &p->term);
+        if (rc != 0) {
+            self->pending_count--;
+            return rc;
+        }
+        return process_ready(self) == 0 ? 0 : RAFT_ERR_INVALID;
+    }
+    uint64_t leader = raft_leader(self->raft);
+    if (leader == RAFT_NONE) {
+        self->pending_count--;
+        return RAFT_ERR_NO_LEADER;
+    }
+    p->id = ++self->next_request_id;
+    if (raft_transport_forward(self->transport, leader, p->id, command->data, command->size) != 0) {
+        self->pending_count--;
+        return RAFT_ERR_NO_LEADER;
+    }
+    return 0;
+}
+
+int raft_node_read(raft_node_t *self, raft_node_done_fn *done, void *ctx)
+{
+    pending_t *p = add_pending(self, done, ctx);
+    if (!p)
+        return RAFT_ERR_BUSY;
+    p->is_read = true;
+    p->id = ++self->next_request_id;
+    int rc = raft_read_index(self->raft, p->id);
+    if (rc != 0) {
+        self->pending_count--;
+        return rc;
+    }
+    return process_ready(self) == 0 ? 0 : RAFT_ERR_INVALID;
+}
+
+void raft_node_set_peer(raft_node_t *self, uint64_t id, const char *endpoint, const char *public_z85)
+{
+    raft_transport_set_peer(self->transport, id, endpoint, public_z85);
+}
+
+int raft_node_add_member(raft_node_t *self, uint64_t id)
+{
+    const raft_conf_t *conf = raft_conf(self->raft);
+    if (raft_conf_is_voter(conf, id) || raft_conf_is_learner(conf, id))
+        return 0;
+    uint64_t index;
+    int rc = raft_propose_conf_change(self->raft, RAFT_CONF_ADD_LEARNER, id, &index);
+    if (rc == 0) {
+        log_info("raft", "adding %016llx as a learner", (unsigned long long)id);
+        rc = process_ready(self);
+    }
+    return rc;
+}
+
+int raft_node_transfer_leadership(raft_node_t *self, uint64_t id)
+{
+    int rc = raft_transfer_leadership(self->raft, id);
+    return rc == 0 ? process_ready(self) : rc;
+}
+
+const fsm_t *raft_node_fsm(const raft_node_t *self) { return self->fsm; }
+bool raft_node_is_leader(const raft_node_t *self) { return raft_role(self->raft) == RAFT_LEADER; }
+uint64_t raft_node_leader(const raft_node_t *self) { return raft_leader(self->raft); }
+uint64_t raft_node_id(const raft_node_t *self) { return self->cfg.id; }
+uint64_t raft_node_applied(const raft_node_t *self) { return self->applied; }
+const char *raft_node_endpoint(const raft_node_t *self) { return raft_transport_endpoint(self->transport); }
+void raft_node_status(const raft_node_t *self, raft_status_t *out) { raft_status(self->raft, out); }
