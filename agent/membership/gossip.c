@@ -22,7 +22,7 @@
 #include "common/log.h"
 
 #define UDP_MAX            1400        /* sealed datagram ceiling */
-#define MAX_CONNS          16          /* push-pull transfers open at once */
+#define MAX_CONNS          64          /* push-pull transfers open at once */
 #define CONN_TIMEOUT_US    5000000     /* a transfer must finish in this time */
 #define READS_PER_CALL     64          /* datagrams read per readable event */
 #define FRAME_HEADER       4
@@ -178,7 +178,7 @@ static int bind_sockets(gossip_t *g, const char *bind_text)
         socklen_t slen = len;
         if (bind(g->udp_fd, (struct sockaddr *)&try, len) == 0 &&
             getsockname(g->udp_fd, (struct sockaddr *)&try, &slen) == 0 &&
-            bind(g->tcp_fd, (struct sockaddr *)&try, len) == 0 && listen(g->tcp_fd, 64) == 0) {
+            bind(g->tcp_fd, (struct sockaddr *)&try, len) == 0 && listen(g->tcp_fd, SOMAXCONN) == 0) {
             format_addr(&try, g->address, sizeof(g->address));
             return 0;
         }
@@ -222,6 +222,8 @@ static void send_udp(gossip_t *g, const swim_output_t *out)
     sendto(g->udp_fd, g->sealed, sealed_len, MSG_DONTWAIT, (struct sockaddr *)&sa, len);
 }
 
+static bool progress_write(conn_t *c);
+
 static void start_pushpull(gossip_t *g, const swim_output_t *out, uint64_t now)
 {
     struct sockaddr_storage sa;
@@ -252,6 +254,8 @@ static void start_pushpull(gossip_t *g, const swim_output_t *out, uint64_t now)
     c->state = CONN_CONNECTING;
     c->deadline_us = now + CONN_TIMEOUT_US;
     snprintf(c->peer, sizeof(c->peer), "%s", out->dest);
+    if (progress_write(c))   /* on a LAN the whole frame usually goes at once */
+        conn_close(c);
 }
 
 /* Hands everything the core produced to the network. */
@@ -377,7 +381,7 @@ static void progress_conns(gossip_t *g)
 
 static void accept_conns(gossip_t *g)
 {
-    for (int i = 0; i < MAX_CONNS; i++) {
+    for (int i = 0; i < 4 * MAX_CONNS; i++) {
         struct sockaddr_storage sa;
         socklen_t len = sizeof(sa);
         int fd = accept4(g->tcp_fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -392,6 +396,8 @@ static void accept_conns(gossip_t *g)
         c->state = CONN_READING;
         c->deadline_us = now_us() + CONN_TIMEOUT_US;
         format_addr(&sa, c->peer, sizeof(c->peer));
+        if (progress_read(g, c))   /* often the whole frame is already there */
+            conn_close(c);
     }
 }
 
@@ -562,8 +568,9 @@ int gossip_on_readable(gossip_t *g, int fd)
         accept_conns(g);
     else
         return -EINVAL;
-    progress_conns(g);
+    progress_conns(g);   /* read what was accepted ... */
     flush(g);
+    progress_conns(g);   /* ... and start sending what that produced */
     return 0;
 }
 

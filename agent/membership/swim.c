@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,6 +95,7 @@ struct swim {
     uint64_t pushpull_jitter_us;         /* spreads members' rounds apart */
 
     uint64_t next_stranger_sync_us;
+    uint64_t settle_at_us;               /* 0, or when to swap state after joining */
 
     /* reconnecting to members believed dead */
     uint64_t next_reconnect_us;
@@ -128,6 +130,7 @@ void swim_config_default(swim_config_t *cfg)
         .suspicion_mult = 3,
         .suspicion_max_mult = 6,
         .retransmit_mult = 4,
+        .retransmit_min = 8,
         .gossip_interval_us = 50000,
         .gossip_nodes = 3,
         .gossip_to_dead_us = 5000000,
@@ -139,7 +142,7 @@ void swim_config_default(swim_config_t *cfg)
         .awareness_max = 8,
         .follow_up_suspects = true,
         .retry_direct = true,
-        .sync_strangers = true,
+        .catch_up = true,
         .packet_max = 1360,
         .max_members = 8192,
         .max_broadcasts = 4096,
@@ -156,8 +159,9 @@ void swim_config_memberlist_lan(swim_config_t *cfg)
     cfg->gossip_to_dead_us = 30000000;
     cfg->reconnect_interval_us = 0;       /* memberlist has no reconnect */
     cfg->follow_up_suspects = false;      /* nor follow-up probes */
+    cfg->retransmit_min = 0;
     cfg->retry_direct = true;             /* stands in for its TCP fallback ping */
-    cfg->sync_strangers = false;
+    cfg->catch_up = false;
 }
 
 static bool valid_str(const char *s, size_t cap)
@@ -341,11 +345,14 @@ const char *swim_event_name(swim_event_type_t type)
     return "unknown";
 }
 
-/* How many times each update is retransmitted: lambda * ceil(log10(n + 1)). */
+/* How many times each update is retransmitted: lambda * ceil(log10(n + 1)),
+ * with a floor: in small clusters the formula gives so few copies that a
+ * member misses a death now and then and has to find it out alone. */
 static uint32_t retransmit_limit(const swim_t *s)
 {
     double scale = ceil(log10((double)s->live + 1.0));
-    return s->cfg.retransmit_mult * (uint32_t)(scale < 1 ? 1 : scale);
+    uint32_t limit = s->cfg.retransmit_mult * (uint32_t)(scale < 1 ? 1 : scale);
+    return limit > s->cfg.retransmit_min ? limit : s->cfg.retransmit_min;
 }
 
 /* Queues a membership update for dissemination. */
@@ -809,7 +816,7 @@ static void on_nack(swim_t *s, const swim_msg_t *msg)
  * news. Swap state with it (rate-limited) rather than wait for anti-entropy. */
 static void sync_stranger(swim_t *s, const char *sender, const char *from_addr)
 {
-    if (!s->cfg.sync_strangers || s->left || s->now < s->next_stranger_sync_us)
+    if (!s->cfg.catch_up || s->left || s->now < s->next_stranger_sync_us)
         return;
     int32_t i = members_find(&s->members, sender);
     if (i >= 0 && s->members.v[i].state != SWIM_DEAD)
@@ -877,6 +884,9 @@ int swim_receive_pushpull(swim_t *s, uint64_t now_us, const char *from_addr,
     if (strcmp(pr.sender, s->members.v[0].name) == 0)
         return 0;
     s->stats.pushpulls_in++;
+    /* The answer to our join: others are joining too; ask again shortly. */
+    if (s->cfg.catch_up && !pr.wants_reply && s->live <= 1)
+        s->settle_at_us = s->now + 1000000;
 
     swim_pushpull_open(&pr, bytes, len, &err);
     while (swim_pushpull_next(&pr, &pm, &err) == 1) {
@@ -1233,6 +1243,12 @@ void swim_tick(swim_t *s, uint64_t now_us)
         pushpull_round(s);
     if (s->cfg.reconnect_interval_us && s->now >= s->next_reconnect_us)
         reconnect_round(s);
+    if (s->settle_at_us && s->now >= s->settle_at_us) {
+        s->settle_at_us = 0;
+        int32_t peer;
+        if (pick_members(s, 1, pushpull_candidate, NULL, &peer) == 1)
+            send_pushpull(s, s->members.v[peer].addr, true);
+    }
     if (s->seed_count && s->live <= 1 && s->now >= s->next_join_us)
         join_round(s);
 }
@@ -1265,6 +1281,8 @@ uint64_t swim_next_deadline(const swim_t *s)
         t = min_u64(t, next_pushpull(s));
     if (s->cfg.reconnect_interval_us)
         t = min_u64(t, s->next_reconnect_us);
+    if (s->settle_at_us)
+        t = min_u64(t, s->settle_at_us);
     if (s->seed_count && s->live <= 1)
         t = min_u64(t, s->next_join_us);
     return t;

@@ -40,9 +40,11 @@
  *   accused at an old incarnation re-announces its current one. The refutation
  *   then rides back on the ack, so a member that missed the gossiped
  *   refutation does not let its own timer bury a live member.
- * - Strangers (ferry). A packet from a member we do not know, or think
- *   dead, triggers a push-pull with it: a member that missed a join or a
- *   refutation in the gossip catches up at once instead of at the next
+ * - Catch-up (ferry). A packet from a member we do not know, or think
+ *   dead, triggers a push-pull with it; and a member that has just joined
+ *   swaps state once more with a random member a second later, to learn of
+ *   those who joined at the same time. Whoever missed a join or a
+ *   refutation in the gossip catches up at once, not at the next
  *   anti-entropy round.
  * - Healing. Every reconnect interval the member pings one member it thinks
  *   dead; if that member answers, the two swap state, and whoever was wrongly
@@ -66,7 +68,8 @@ typedef struct {
     uint32_t indirect_checks;       /* k: members asked to ping-req */
     uint32_t suspicion_mult;        /* min = mult * max(1, log10 n) * probe_interval */
     uint32_t suspicion_max_mult;    /* max = this * min */
-    uint32_t retransmit_mult;       /* limit = mult * ceil(log10(n + 1)) */
+    uint32_t retransmit_mult;       /* limit = mult * ceil(log10(n + 1)) ... */
+    uint32_t retransmit_min;        /* ... but at least this many */
     uint64_t gossip_interval_us;    /* 0 disables gossip rounds (piggybacking stays) */
     uint32_t gossip_nodes;          /* members gossiped to per round */
     uint64_t gossip_to_dead_us;     /* keep gossiping to the dead this long */
@@ -79,8 +82,9 @@ typedef struct {
     bool follow_up_suspects;        /* probe a suspect soon after hearing of it, and
                                        re-announce ourselves to stale accusers */
     bool retry_direct;              /* re-ping the target beside the ping-reqs */
-    bool sync_strangers;            /* swap state with a sender we do not know, or
-                                       think dead (at most once per probe interval) */
+    bool catch_up;                  /* swap state with a sender we do not know or
+                                       think dead, and with a random member one
+                                       second after joining */
     size_t packet_max;              /* bytes per UDP packet, before sealing */
     uint32_t max_members;           /* members beyond this are ignored */
     uint32_t max_broadcasts;        /* pending updates beyond this are dropped */

@@ -296,20 +296,17 @@ int swim_pushpull_next(swim_pushpull_reader_t *pr, swim_pp_member_t *m, swim_dec
         wire_fail(r, "pushpull: trailing bytes");
         goto bad;
     }
-    uint32_t fields;
-    uint8_t state;
-    uint32_t state32;
+    uint32_t fields, state;
     memset(m, 0, sizeof(*m));
     if (wire_read_array(r, &fields, 5, MSG_MAX_FIELDS, "pushpull.member") < 0 ||
         wire_read_str(r, m->name, sizeof(m->name), "pushpull.member.name") < 0 ||
         wire_read_str(r, m->addr, sizeof(m->addr), "pushpull.member.addr") < 0 ||
-        wire_read_u32(r, &state32, "pushpull.member.state") < 0)
+        wire_read_u32(r, &state, "pushpull.member.state") < 0)
         goto bad;
-    if (state32 > SWIM_LEFT) {
+    if (state > SWIM_LEFT) {
         wire_fail(r, "pushpull.member.state: unknown");
         goto bad;
     }
-    state = (uint8_t)state32;
     m->state = (swim_state_t)state;
     if (wire_read_uint(r, &m->incarnation, "pushpull.member.incarnation") < 0 ||
         wire_read_bin(r, &m->record, &m->record_len, SWIM_RECORD_MAX, "pushpull.member.record") < 0 ||

@@ -4,7 +4,7 @@
 # golang-go, golang-github-hashicorp-memberlist-dev); without Go its rows
 # say "skipped".
 set -euo pipefail
-build=${1:-build}
+build=$(cd "${1:-build}" 2>/dev/null && pwd || echo "${1:-build}")
 shift || true
 here=$(cd "$(dirname "$0")" && pwd)
 exe="$build/bench/membership/bench_membership"
@@ -20,8 +20,7 @@ if command -v go >/dev/null && [ -d /usr/share/gocode/src/github.com/hashicorp/m
         echo "bench membership: building the memberlist peer" >&2
         mkdir -p "$build/bench/membership/gocache"
         (cd "$(dirname "$src")" && GO111MODULE=off GOPATH=/usr/share/gocode \
-            GOCACHE="$(cd "$build" && pwd)/bench/membership/gocache" \
-            go build -o "$(cd "$build" && pwd)/bench/membership/memberlist_peer" main.go) >&2 || true
+            GOCACHE="$build/bench/membership/gocache" go build -o "$peer" main.go) >&2 || true
     fi
 else
     echo "bench membership: go or memberlist missing; apt-get install golang-go golang-github-hashicorp-memberlist-dev" >&2

@@ -400,22 +400,22 @@ static void run_seeds(const char *name, scenario_fn fn, uint64_t default_seeds)
         fail_msg("%s: %d of %llu seeds failed", name, failures, (unsigned long long)count);
 }
 
-static void test_join_5(void **state) { run_seeds("join_5", scenario_join_5, 40); }
-static void test_join_50(void **state) { run_seeds("join_50", scenario_join_50, 8); }
-static void test_crash_detected(void **state) { run_seeds("crash_detected", scenario_crash_detected, 30); }
+static void test_join_5(void **state) { run_seeds("join_5", scenario_join_5, 400); }
+static void test_join_50(void **state) { run_seeds("join_50", scenario_join_50, 60); }
+static void test_crash_detected(void **state) { run_seeds("crash_detected", scenario_crash_detected, 300); }
 static void test_false_suspicion_refuted(void **state)
 {
-    run_seeds("false_suspicion_refuted", scenario_false_suspicion_refuted, 30);
+    run_seeds("false_suspicion_refuted", scenario_false_suspicion_refuted, 300);
 }
-static void test_partition_heals(void **state) { run_seeds("partition_heals", scenario_partition_heals, 15); }
+static void test_partition_heals(void **state) { run_seeds("partition_heals", scenario_partition_heals, 120); }
 static void test_loss_false_positives(void **state)
 {
-    run_seeds("loss_false_positives", scenario_loss_false_positives, 6);
+    run_seeds("loss_false_positives", scenario_loss_false_positives, 60);
 }
-static void test_wrong_key_ignored(void **state) { run_seeds("wrong_key_ignored", scenario_wrong_key_ignored, 20); }
-static void test_leave(void **state) { run_seeds("leave", scenario_leave, 20); }
-static void test_record_update(void **state) { run_seeds("record_update", scenario_record_update, 20); }
-static void test_restart_rejoins(void **state) { run_seeds("restart_rejoins", scenario_restart_rejoins, 20); }
+static void test_wrong_key_ignored(void **state) { run_seeds("wrong_key_ignored", scenario_wrong_key_ignored, 200); }
+static void test_leave(void **state) { run_seeds("leave", scenario_leave, 300); }
+static void test_record_update(void **state) { run_seeds("record_update", scenario_record_update, 200); }
+static void test_restart_rejoins(void **state) { run_seeds("restart_rejoins", scenario_restart_rejoins, 200); }
 
 int main(int argc, char **argv)
 {
