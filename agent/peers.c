@@ -169,6 +169,9 @@ peers_t *peers_new(const peers_config_t *cfg, zloop_t *loop, control_t *control,
                  c->agent.join[i].port);
     swim_config_t swim;
     swim_config_default(&swim);
+    swim.probe_interval_us = c->cluster.probe_interval_ms * 1000;
+    swim.probe_timeout_us = c->cluster.probe_timeout_ms * 1000;
+    swim.suspicion_mult = c->cluster.suspicion_mult;
     gossip_config_t gcfg = {
         .name = self->name, .bind = bind, .key = cfg->cluster_key, .join = join,
         .record = &self->record, .swim = &swim,

@@ -51,7 +51,9 @@ dead_seen() {
     ctl "$FOLLOWER" --json host list >"$WORK/after.json" 2>/dev/null || return 1
     [ "$(json_get "$WORK/after.json" '[m["state"] for m in d["members"] if m["name"]=="'"$LEADER"'"][0]')" = dead ]
 }
-wait_for 20 dead_seen || fail "$LEADER was not marked dead: $(cat "$WORK/after.json")"
+# Bound: suspicion lasts at most suspicion_mult(3) x log10(n)->1 x probe_interval(200ms) x 6, plus a
+# probe round: under 5 s with the defaults; 10 s leaves room for a loaded machine.
+wait_for 10 dead_seen || fail "$LEADER was not marked dead: $(cat "$WORK/after.json")"
 
 step "writes still commit with two of three"
 ctl "$FOLLOWER" cluster set ha.enabled true >/dev/null || fail "write after failover failed"

@@ -94,8 +94,8 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.migration.max_concurrent, 4);
     assert_int_equal(cfg.migration.downtime_ms, 100);
     assert_int_equal(cfg.migration.streams, 1);
-    assert_int_equal(cfg.cluster.probe_interval_ms, 1000);
-    assert_int_equal(cfg.cluster.probe_timeout_ms, 500);
+    assert_int_equal(cfg.cluster.probe_interval_ms, 200);
+    assert_int_equal(cfg.cluster.probe_timeout_ms, 100);
     assert_int_equal(cfg.cluster.lease_duration_ms, 10000);
     assert_int_equal(cfg.interface_count, 0);
     for (size_t i = 0; i < config_key_count(); i++)
@@ -552,7 +552,7 @@ static void test_finish(void **state)
     static const struct { const char *assignment, *expect; } cases[] = {
         { "ports.http=7401", "[ports] http: 7401 is also [ports] raft; each port must differ" },
         { "ports.gossip=7400", "[ports] gossip: 7400 is also [ports] control; each port must differ" },
-        { "cluster.probe_timeout=1s", "[cluster] probe_timeout: 1s must be below probe_interval (1s)" },
+        { "cluster.probe_timeout=200ms", "[cluster] probe_timeout: 200ms must be below probe_interval (200ms)" },
         { "cluster.heartbeat_interval=500ms",
           "[cluster] heartbeat_interval: 500ms must be below half of election_timeout (100ms)" },
         { "cluster.lease_duration=100ms",
