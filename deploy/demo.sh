@@ -18,8 +18,16 @@ trap cleanup EXIT
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+port_busy() { python3 -c 'import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(("127.0.0.1",int(sys.argv[1])))!=0)' "$1"; }
+
 say "1. a single-agent dev cluster on 127.0.0.1"
-"$FERRYD" --dev >"$work/dev.log" 2>&1 &
+dev_flags=()
+if port_busy 7400 || port_busy 7401; then
+    echo "(the default ports 7400-7404 are taken on this machine; the demo uses free ones)"
+    for key in control raft gossip migration http; do dev_flags+=(--set "ports.$key=$(free_port)"); done
+fi
+"$FERRYD" --dev "${dev_flags[@]}" >"$work/dev.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do grep -q "is ready" "$work/dev.log" && break; sleep 0.1; done
 grep -q "is ready" "$work/dev.log" || { cat "$work/dev.log"; echo "demo: the dev agent did not start" >&2; exit 1; }
@@ -39,4 +47,55 @@ cred=$work/ferry-dev-$(id -u).cred
 chmod 600 "$work/wrong.cred"
 run "$FERRYCTL" --cred "$work/wrong.cred" host show || echo "(exit code $?)"
 
-say "done: the agent stops on SIGTERM and removes its dev state dir"
+say "5. a three-host cluster on loopback: gossip membership and Raft"
+for i in 1 2 3; do
+    d=$work/h$i
+    mkdir -p "$d"
+    if [ "$i" -eq 1 ]; then
+        "$FERRYD" init --cluster demo --state-dir "$d/state" --name "host$i" >/dev/null
+    else
+        mkdir -p "$d/state"; cp "$work/h1/state/cluster.key" "$d/state/"
+        "$FERRYD" init --cluster demo --state-dir "$d/state" --name "host$i" --join-existing >/dev/null
+    fi
+    gossip=$(free_port)
+    [ "$i" -eq 1 ] && seed=$gossip
+    cat >"$d/ferry.conf" <<CONF
+[agent]
+name = host$i
+cluster = demo
+state_dir = $d/state
+bind = 127.0.0.1
+$([ "$i" -eq 1 ] || echo "join = 127.0.0.1:$seed")
+[ports]
+control = $(free_port)
+raft = $(free_port)
+gossip = $gossip
+migration = $(free_port)
+http = $(free_port)
+CONF
+    "$FERRYD" run --config "$d/ferry.conf" >"$d/log" 2>&1 &
+    pids+=($!)
+    eval "pid_$i=$!"
+done
+h() { "$FERRYCTL" --cred "$work/h$1/state/admin.cred" "${@:2}"; }
+voters() { h 1 --json cluster status 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["voters"]))'; }
+for _ in $(seq 1 150); do [ "$(voters)" = 3 ] && break; sleep 0.1; done
+run "$FERRYCTL" --cred "$work/h2/state/admin.cred" host list
+echo
+run "$FERRYCTL" --cred "$work/h3/state/admin.cred" cluster status
+echo
+run "$FERRYCTL" --cred "$work/h3/state/admin.cred" cluster set drs.level 3
+leader=$(h 1 --json cluster status | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])')
+echo "killing the leader, $leader, with SIGKILL ..."
+kill -KILL "$(eval echo "\$pid_${leader#host}")"
+survivor=$(( ${leader#host} % 3 + 1 ))
+start=$(date +%s%N)
+for _ in $(seq 1 300); do
+    now=$(h "$survivor" --json cluster status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])')
+    [ -n "$now" ] && [ "$now" != "$leader" ] && break
+    sleep 0.02
+done
+echo "new leader: $now, seen $(( ($(date +%s%N) - start) / 1000000 )) ms after the kill (polling through ferryctl)"
+run "$FERRYCTL" --cred "$work/h$survivor/state/admin.cred" cluster status
+
+say "done: the agents stop on SIGTERM; the dev agent removes its state dir"
