@@ -51,6 +51,13 @@ static int cmd_init(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            printf("usage: ferryd init --cluster NAME --state-dir DIR [--name NAME] [--join-existing]\n\n"
+                   "Makes a state dir: the cluster key (unless --join-existing: copy cluster.key from a\n"
+                   "member into DIR first), this agent's identity and an admin credential for ferryctl.\n"
+                   "The first host of a cluster founds it; every other host joins with --join-existing.\n");
+            return 0;
+        }
         if (strcmp(arg, "--join-existing") == 0) {
             opts.join_existing = 1;
             continue;
