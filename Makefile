@@ -12,7 +12,7 @@ FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build asan test test-plain test-asan demo bench chaos chaos-quick fuzz clean
+.PHONY: all deps build asan test test-plain test-asan test-fuzz demo bench chaos chaos-quick fuzz clean
 
 all: build
 
@@ -37,7 +37,16 @@ test-asan: asan
 chaos-quick: build
 	@bash tests/chaos/ci-quick.sh $(BUILD)
 
-test: test-plain test-asan chaos-quick
+# The fuzz targets build when clang is installed (it is in install-deps) and
+# each runs briefly as a smoke test; `make fuzz` runs them longer.
+test-fuzz: deps
+	@if command -v clang >/dev/null; then \
+	    cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DFERRY_FUZZ=ON >/dev/null && \
+	    cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_targets && \
+	    FUZZ_SECONDS=$${FUZZ_SECONDS:-3} bash tests/fuzz/run.sh $(FUZZ_BUILD); \
+	else echo "fuzz: SKIPPED: clang is not installed"; fi
+
+test: test-plain test-asan test-fuzz chaos-quick
 
 demo: build
 	@bash deploy/demo.sh $(BUILD)

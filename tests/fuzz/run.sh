@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for FUZZ_SECONDS (default 30) each; a crash stops the run.
-set -euo pipefail
+# Runs every fuzz target for FUZZ_SECONDS (default 30) each. A crash fails
+# the run and prints the fuzzer's report.
+set -uo pipefail
 build=${1:-build-fuzz}
 seconds=${FUZZ_SECONDS:-30}
-found=0
+ran=0 crashed=0
 for target in "$build"/tests/fuzz/fuzz_*; do
     [ -x "$target" ] || continue
-    found=1
+    ran=$((ran + 1))
+    name=$(basename "$target")
     corpus=$(mktemp -d)
-    echo "fuzz: $(basename "$target") for ${seconds}s"
-    "$target" -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 "$corpus" 2>&1 | tail -n 3
-    rm -rf "$corpus"
+    log=$(mktemp)
+    if "$target" -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 "$corpus" >"$log" 2>&1; then
+        echo "fuzz: $name: $(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$') runs in ${seconds}s, no crash"
+    else
+        crashed=$((crashed + 1))
+        echo "fuzz: $name: CRASHED"
+        tail -n 40 "$log"
+    fi
+    rm -rf "$corpus" "$log"
 done
-[ $found -eq 1 ] || { echo "fuzz: no targets built in $build (is clang installed?)"; exit 1; }
+[ $ran -gt 0 ] || { echo "fuzz: no targets built in $build"; exit 1; }
+echo "fuzz: $ran targets, $crashed crashed"
+[ $crashed -eq 0 ]
