@@ -50,7 +50,7 @@
 typedef struct {
     vm_t *vm;
     pid_t pid;                 /* 0: no guest process */
-    int pidfd;
+    int pidfd;                 /* -1 where pidfd_open is missing (valgrind): use pid */
     int sock;                  /* our end of the socketpair */
     proc_shared_t *shared;
 
@@ -161,17 +161,28 @@ static int drain_messages(proc_machine_t *m)
     }
 }
 
+/* waitid on the guest process. Until end_guest reaps it, its pid cannot
+ * name another process, so the pid does where there is no pidfd. */
+static int wait_guest(proc_machine_t *m, siginfo_t *si, int options)
+{
+    memset(si, 0, sizeof *si);
+    int rc;
+    do {
+        rc = m->pidfd >= 0 ? waitid(P_PIDFD, (id_t)m->pidfd, si, options)
+                           : waitid(P_PID, (id_t)m->pid, si, options);
+    } while (rc < 0 && errno == EINTR);
+    return rc < 0 ? -errno : 0;
+}
+
 /* Why the guest process ended (it has, or is about to). */
 static void describe_exit(proc_machine_t *m, char *out, size_t cap)
 {
-    siginfo_t si = {0};
-    int rc;
-    while ((rc = waitid(P_PIDFD, (id_t)m->pidfd, &si, WEXITED | WNOWAIT)) < 0 && errno == EINTR)
-        ;
+    siginfo_t si;
+    int rc = wait_guest(m, &si, WEXITED | WNOWAIT);
     if (m->guest_stop[0])
         snprintf(out, cap, "guest: %.80s", m->guest_stop);
     else if (rc < 0)
-        snprintf(out, cap, "guest process ended (%s)", strerror(errno));
+        snprintf(out, cap, "guest process ended (%s)", strerror(-rc));
     else if (si.si_code == CLD_EXITED)
         snprintf(out, cap, "guest process exited with status %d", si.si_status);
     else
@@ -205,9 +216,9 @@ static void *io_thread(void *arg)
 
 static int signal_guest(proc_machine_t *m, int sig)
 {
-    if (syscall(SYS_pidfd_send_signal, m->pidfd, sig, NULL, 0) < 0)
-        return -errno;
-    return 0;
+    int rc = m->pidfd >= 0 ? (int)syscall(SYS_pidfd_send_signal, m->pidfd, sig, NULL, 0)
+                           : kill(m->pid, sig);
+    return rc < 0 ? -errno : 0;
 }
 
 /* Ends the guest process and everything that talks to it. */
@@ -221,11 +232,9 @@ static void end_guest(proc_machine_t *m)
     if (m->io_started)
         pthread_join(m->io_thread, NULL);
     m->io_started = false;
-    if (m->pid > 0) {
-        siginfo_t si;
-        while (waitid(P_PIDFD, (id_t)m->pidfd, &si, WEXITED) < 0 && errno == EINTR)
-            ;
-    }
+    siginfo_t si;
+    if (m->pid > 0)
+        wait_guest(m, &si, WEXITED);
     if (m->pidfd >= 0)
         close(m->pidfd);
     if (m->sock >= 0)
@@ -266,15 +275,6 @@ static int spawn_guest(proc_machine_t *m, char *err, size_t errlen)
     m->pid = pid;
     m->sock = sv[0];
     m->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (m->pidfd < 0) {
-        e = errno;
-        kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        m->pid = 0;
-        snprintf(err, errlen, "pidfd_open: %s", strerror(e));
-        return -e;
-    }
     return 0;
 }
 
@@ -486,9 +486,8 @@ static int proc_pause(vm_t *vm)
     if (rc < 0 && rc != -ESRCH)
         return rc;
     siginfo_t si;
-    while (waitid(P_PIDFD, (id_t)m->pidfd, &si, WSTOPPED | WEXITED | WNOWAIT) < 0)
-        if (errno != EINTR)
-            return -errno;
+    if ((rc = wait_guest(m, &si, WSTOPPED | WEXITED | WNOWAIT)) < 0)
+        return rc;
     pthread_mutex_lock(&m->io_lock);
     drain_messages(m);
     pthread_mutex_unlock(&m->io_lock);

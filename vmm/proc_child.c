@@ -249,9 +249,30 @@ static uint64_t parse_hex(const char **p)
     }
 }
 
-/* Unmaps every shared mapping inherited from the VMM except keep: other
- * VMs' memory and KVM's vCPU areas must not outlive their owners because a
- * guest process still maps them. A few passes, in case a pass fills up. */
+/* What a VMM maps shared: guest memory (memfds), KVM's vCPU areas (anon
+ * inodes), shared anonymous pages (such as other VMs' shared pages). */
+static bool vmm_resource(const char *path)
+{
+    return strncmp(path, "/memfd:", 7) == 0 || strncmp(path, "anon_inode:", 11) == 0 ||
+           strncmp(path, "/dev/zero", 9) == 0 || strncmp(path, "/SYSV", 5) == 0;
+}
+
+/* The path column of a /proc/self/maps line, or "". */
+static const char *maps_path(const char *line, const char *end)
+{
+    for (int field = 0; field < 5 && line < end; field++) {
+        while (line < end && *line != ' ')
+            line++;
+        while (line < end && *line == ' ')
+            line++;
+    }
+    return line;
+}
+
+/* Unmaps the VMM's shared mappings inherited with the fork, except keep:
+ * other VMs' memory and KVM's vCPU areas must not outlive their owners
+ * because a guest process still maps them. A few passes, in case a pass
+ * fills up. */
 static void drop_shared_mappings(const void *keep)
 {
     static char buf[8192];
@@ -281,7 +302,8 @@ static void drop_shared_mappings(const void *keep)
                     end = parse_hex(&p);
                 }
                 bool shared = p[0] == ' ' && p[1] && p[2] && p[3] && p[4] == 's';
-                if (shared && start != (uint64_t)(uintptr_t)keep && end > start && count < MAX_RANGES) {
+                if (shared && vmm_resource(maps_path(line, nl)) &&
+                    start != (uint64_t)(uintptr_t)keep && end > start && count < MAX_RANGES) {
                     ranges[count][0] = start;
                     ranges[count][1] = end;
                     count++;

@@ -692,6 +692,68 @@ static void test_guest_process_death_stops_the_vm(void **state)
     assert_int_equal(count_children(), 0);
 }
 
+/* --- what a guest process holds ------------------------------------------------------------------- */
+
+static int count_lines_with(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+static bool kvm_opens(void);
+
+/* Forked from a VMM that runs other VMs, a guest process keeps none of
+ * their memory (or KVM's vCPU areas) mapped, nor their descriptors: else
+ * destroying them would not free them while this guest lives. */
+static void test_guest_process_holds_only_its_own_memory(void **state)
+{
+    (void)state;
+    vm_config_t cfg = {.name = "neighbour", .memory_bytes = 64 * MIB, .vcpus = 1,
+                       .cmdline = "profile=idle", .backend = kvm_opens() ? "kvm" : "process"};
+    char err[256];
+    vm_t *neighbour = vm_new(&cfg, err, sizeof err);
+    if (!neighbour)
+        fail_msg("vm_new: %s", err);
+    assert_int_equal(vm_start(neighbour), 0);
+    vm_t *vm = boot_vm("own", 64 * MIB, 1, "profile=idle print=0");
+
+    pid_t pids[8], guest = 0;
+    int n = list_children(pids, 8);
+    for (int i = 0; i < n; i++) {
+        char path[64], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/%d/comm", (int)pids[i]);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(comm, sizeof comm, f) && strncmp(comm, "vm:own", 6) == 0)
+            guest = pids[i];
+        if (f)
+            fclose(f);
+    }
+    assert_true(guest > 0);
+    char maps[64], fds[64];
+    snprintf(maps, sizeof maps, "/proc/%d/maps", (int)guest);
+    assert_int_equal(count_lines_with(maps, "ferry-vm:own"), 1);  /* mapped once, at base */
+    assert_int_equal(count_lines_with(maps, "ferry-vm:neighbour"), 0);
+    assert_int_equal(count_lines_with(maps, "kvm"), 0);
+    /* Descriptors: stdin, stdout, stderr and the socket. */
+    snprintf(fds, sizeof fds, "/proc/%d/fd", (int)guest);
+    DIR *d = opendir(fds);
+    assert_non_null(d);
+    int open_fds = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        open_fds += e->d_name[0] != '.';
+    closedir(d);
+    assert_true(open_fds <= 4);
+    vm_destroy(&vm);
+    vm_destroy(&neighbour);
+}
+
 /* --- backend selection ---------------------------------------------------------------------------- */
 
 static bool kvm_opens(void)
@@ -725,9 +787,9 @@ static int hidden_kvm_child(void)
 {
     if (unshare(CLONE_NEWNS) < 0)
         return 77;
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+    if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0)
         return 77;
-    if (access("/dev/kvm", F_OK) == 0 && mount("/dev/null", "/dev/kvm", NULL, MS_BIND, NULL) < 0)
+    if (access("/dev/kvm", F_OK) == 0 && mount("/dev/null", "/dev/kvm", "none", MS_BIND, NULL) < 0)
         return 77;
     if (strcmp(vm_default_backend(), "process") != 0)
         return 1;
@@ -855,6 +917,7 @@ int main(void)
         cmocka_unit_test(test_dirty_log_is_exact),
         cmocka_unit_test(test_bad_input_is_refused_cleanly),
         cmocka_unit_test(test_guest_process_death_stops_the_vm),
+        cmocka_unit_test(test_guest_process_holds_only_its_own_memory),
         cmocka_unit_test(test_default_backend_follows_dev_kvm),
         cmocka_unit_test(test_no_kvm_selects_process_backend),
         cmocka_unit_test(test_reset_reboots),
