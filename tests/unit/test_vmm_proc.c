@@ -754,6 +754,76 @@ static void test_guest_process_holds_only_its_own_memory(void **state)
     vm_destroy(&neighbour);
 }
 
+/* A VMM process that dies without destroying its VM: its guest process
+ * follows (a running one sees the socket hang up, a paused one gets the
+ * kernel's SIGHUP for an orphaned, stopped process group). */
+static void vmm_that_dies(int report_fd, bool paused)
+{
+    vm_config_t cfg = {.name = "orphan", .memory_bytes = 64 * MIB, .vcpus = 1,
+                       .cmdline = "profile=db wss=2M rate=1M print=0", .backend = "process"};
+    char err[256];
+    vm_t *vm = vm_new(&cfg, err, sizeof err);
+    if (!vm || vm_start(vm) < 0)
+        _exit(1);
+    int64_t deadline = now_ms() + WAIT_MS;
+    vm_status_t st;
+    do {
+        nap_ms(5);
+        vm_status(vm, &st);
+    } while (st.heartbeats_seen < 3 && now_ms() < deadline);
+    if (paused && vm_pause(vm) < 0)
+        _exit(2);
+    pid_t pids[4];
+    if (list_children(pids, 4) != 1)
+        _exit(3);
+    if (write(report_fd, &pids[0], sizeof pids[0]) != sizeof pids[0])
+        _exit(4);
+    _exit(0);  /* no vm_destroy: the VMM just goes */
+}
+
+static bool gone_or_zombie(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true;
+    char buf[512];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *paren = strrchr(buf, ')');
+    return !paren || paren[2] == 'Z' || paren[2] == 'X';
+}
+
+static void test_no_guest_outlives_its_vmm(void **state)
+{
+    (void)state;
+    for (int paused = 0; paused <= 1; paused++) {
+        int fds[2];
+        assert_int_equal(pipe(fds), 0);
+        pid_t vmm = fork();
+        if (vmm == 0) {
+            close(fds[0]);
+            vmm_that_dies(fds[1], paused);
+        }
+        close(fds[1]);
+        pid_t guest = 0;
+        assert_int_equal(read(fds[0], &guest, sizeof guest), sizeof guest);
+        close(fds[0]);
+        int status;
+        assert_int_equal(waitpid(vmm, &status, 0), vmm);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        int64_t deadline = now_ms() + WAIT_MS;
+        while (!gone_or_zombie(guest)) {
+            if (now_ms() > deadline)
+                fail_msg("%s guest process %d outlived its VMM", paused ? "paused" : "running",
+                         (int)guest);
+            nap_ms(5);
+        }
+    }
+}
+
 /* --- backend selection ---------------------------------------------------------------------------- */
 
 static bool kvm_opens(void)
@@ -918,6 +988,7 @@ int main(void)
         cmocka_unit_test(test_bad_input_is_refused_cleanly),
         cmocka_unit_test(test_guest_process_death_stops_the_vm),
         cmocka_unit_test(test_guest_process_holds_only_its_own_memory),
+        cmocka_unit_test(test_no_guest_outlives_its_vmm),
         cmocka_unit_test(test_default_backend_follows_dev_kvm),
         cmocka_unit_test(test_no_kvm_selects_process_backend),
         cmocka_unit_test(test_reset_reboots),
