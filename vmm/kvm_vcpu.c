@@ -4,6 +4,7 @@
 #include "guest/multiboot.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,11 +103,13 @@ static int get_xsave(kvm_vcpu_t *v, kvm_vcpu_state_t *out)
     return 0;
 }
 
-/* struct kvm_msrs with room for our list. */
+/* struct kvm_msrs with room for our list (same layout, fixed size). */
 typedef struct {
-    struct kvm_msrs head;
+    uint32_t nmsrs, pad;
     struct kvm_msr_entry entries[KVM_STATE_MAX_MSRS];
 } msr_buffer_t;
+_Static_assert(offsetof(msr_buffer_t, entries) == offsetof(struct kvm_msrs, entries),
+               "msr_buffer_t must look like struct kvm_msrs");
 
 int kvm_vcpu_save(kvm_vcpu_t *v, kvm_vcpu_state_t *out)
 {
@@ -122,7 +125,7 @@ int kvm_vcpu_save(kvm_vcpu_t *v, kvm_vcpu_state_t *out)
         ioctl(v->fd, KVM_GET_DEBUGREGS, &out->debugregs) < 0)
         return -errno;
 
-    msr_buffer_t msrs = {.head.nmsrs = v->m->msr_count};
+    msr_buffer_t msrs = {.nmsrs = v->m->msr_count};
     for (unsigned i = 0; i < v->m->msr_count; i++)
         msrs.entries[i].index = v->m->msr_indices[i];
     int got = ioctl(v->fd, KVM_GET_MSRS, &msrs);
@@ -145,7 +148,7 @@ static int set_msrs(kvm_vcpu_t *v, const struct kvm_msr_entry *e, uint32_t n, ch
 {
     if (n == 0)
         return 0;
-    msr_buffer_t msrs = {.head.nmsrs = n};
+    msr_buffer_t msrs = {.nmsrs = n};
     memcpy(msrs.entries, e, n * sizeof e[0]);
     int set = ioctl(v->fd, KVM_SET_MSRS, &msrs);
     if (set < 0) {

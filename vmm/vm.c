@@ -16,6 +16,9 @@
 
 #define MIB (1ull << 20)
 
+_Static_assert(sizeof(((vm_status_t *)0)->info) / sizeof(uint64_t) == GUEST_INFO_SLOTS,
+               "vm_status_t.info holds every guest info slot");
+
 int64_t vm_now_ns(void)
 {
     struct timespec ts;
@@ -181,6 +184,7 @@ vm_t *vm_new(const vm_config_t *cfg, char *err, size_t errlen)
     vm->kernel_path = strdup(cfg->kernel_path ? cfg->kernel_path : vm_default_kernel_path());
     vm->cmdline = strdup(cfg->cmdline ? cfg->cmdline : "");
     vm->incoming = cfg->incoming;
+    vm->awaiting_state = cfg->incoming;
     vm->args = args;
     vm->ops = ops;
     vm->state = VM_CREATED;
@@ -254,7 +258,7 @@ static void set_state(vm_t *vm, vm_run_state_t from, vm_run_state_t to)
 
 int vm_start(vm_t *vm)
 {
-    if (get_state(vm) != VM_CREATED)
+    if (get_state(vm) != VM_CREATED || vm->awaiting_state)
         return -EINVAL;
     set_state(vm, VM_CREATED, VM_RUNNING);
     int rc = vm->ops->start(vm);
@@ -293,6 +297,7 @@ int vm_reset(vm_t *vm, char *err, size_t errlen)
     vm->state = VM_CREATED;
     pthread_mutex_unlock(&vm->lock);
     vm->incoming = false;
+    vm->awaiting_state = false;
     int rc = vm->ops->reset(vm, err, errlen);
     if (rc < 0) {
         pthread_mutex_lock(&vm->lock);
@@ -301,6 +306,8 @@ int vm_reset(vm_t *vm, char *err, size_t errlen)
         pthread_mutex_unlock(&vm->lock);
         return rc;
     }
+    if (vm->throttle_percent)
+        vm->ops->throttle(vm, vm->throttle_percent);  /* the new machine's threads */
     if (before == VM_RUNNING || before == VM_PAUSED)
         return vm_start(vm);
     return 0;
@@ -425,6 +432,8 @@ int vm_load_state(vm_t *vm, const uint8_t *buf, size_t len, char *err, size_t er
     int rc = vm->ops->load_state(vm, buf, len, err, errlen);
     if (rc < 0)
         log_warn("vmm", "%s: %s", vm->name, err);
+    else
+        vm->awaiting_state = false;
     return rc;
 }
 

@@ -95,7 +95,7 @@ void vm_destroy(vm_t **self_p);
 const char *vm_backend_name(const vm_t *vm);  /* "kvm" or "process" */
 const char *vm_name(const vm_t *vm);
 
-int vm_start(vm_t *vm);    /* CREATED -> RUNNING */
+int vm_start(vm_t *vm);    /* CREATED -> RUNNING; an incoming VM needs vm_load_state first */
 int vm_pause(vm_t *vm);    /* RUNNING -> PAUSED; returns when no vCPU runs guest code */
 int vm_resume(vm_t *vm);   /* PAUSED -> RUNNING */
 /* Power cycle: memory is wiped, the kernel reloaded; the VM ends up RUNNING

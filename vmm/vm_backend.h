@@ -42,6 +42,7 @@ struct vm {
     char *kernel_path;
     char *cmdline;
     bool incoming;
+    bool awaiting_state;             /* incoming and no vm_load_state yet: no vm_start */
     guest_args_t args;               /* the parsed command line */
 
     const vm_backend_ops_t *ops;
