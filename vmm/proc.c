@@ -166,6 +166,8 @@ static int drain_messages(proc_machine_t *m)
 static int wait_guest(proc_machine_t *m, siginfo_t *si, int options)
 {
     memset(si, 0, sizeof *si);
+    if (m->pid <= 0)
+        return -ECHILD;
     int rc;
     do {
         rc = m->pidfd >= 0 ? waitid(P_PIDFD, (id_t)m->pidfd, si, options)
@@ -216,6 +218,8 @@ static void *io_thread(void *arg)
 
 static int signal_guest(proc_machine_t *m, int sig)
 {
+    if (m->pid <= 0)
+        return -ESRCH;  /* never kill(0, ...): that is our own process group */
     int rc = m->pidfd >= 0 ? (int)syscall(SYS_pidfd_send_signal, m->pidfd, sig, NULL, 0)
                            : kill(m->pid, sig);
     return rc < 0 ? -errno : 0;
@@ -666,8 +670,13 @@ static int proc_load_state(vm_t *vm, const uint8_t *buf, size_t len, char *err, 
         if ((rc = spawn_guest(m, err, errlen)) < 0)
             return rc;
     }
-    if (!m->mapped && (rc = map_guest(m, false, s.base, false, err, errlen)) < 0)
+    if (!m->mapped && (rc = map_guest(m, false, s.base, false, err, errlen)) < 0) {
+        /* The guest process gave up; a fresh one can take the next state. */
+        char again[96];
+        end_guest(m);
+        spawn_guest(m, again, sizeof again);
         return rc;
+    }
     m->resume = s.started;
     m->clock_offset = (int64_t)s.clock_ns - monotonic_ns();
     pthread_mutex_lock(&vm->lock);
