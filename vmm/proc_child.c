@@ -221,7 +221,7 @@ static void reset_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-/* Keeps stdin/out/err, the socket and the memfd. */
+/* Keeps descriptors 0-2, the socket and the memfd. */
 static void close_inherited_fds(int a, int b)
 {
     unsigned keep[2] = {(unsigned)(a < b ? a : b), (unsigned)(a < b ? b : a)};
@@ -460,6 +460,13 @@ void proc_child_main(const proc_child_setup_t *setup)
 {
     reset_signals();
     close_inherited_fds(setup->sock, setup->memfd);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);  /* stderr stays, for crash reports */
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        if (null > STDERR_FILENO)
+            close(null);
+    }
     drop_shared_mappings(setup->shared);
     setpgid(0, 0);  /* orphaned and stopped, the kernel sends it SIGHUP: no guest outlives the VMM */
     char title[16];
