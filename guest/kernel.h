@@ -130,7 +130,9 @@ void idt_init(void);
 
 /* --- profile.c ------------------------------------------------------------- */
 
-__attribute__((noreturn)) void profile_run(void);
+void profile_start(void);                        /* fresh pacing, rng from the seed */
+__attribute__((noreturn)) void profile_loop(void);  /* runs on from state */
+__attribute__((noreturn)) void profile_run(void);   /* start, then loop */
 
 /* --- global state ---------------------------------------------------------- */
 

@@ -5,6 +5,7 @@
 #define FERRY_VMM_GUEST_REPORT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "guest/protocol.h"
@@ -31,5 +32,15 @@ bool guest_report_owns(uint16_t port);
 void guest_report_out(guest_report_t *r, uint16_t port, uint32_t value, int64_t now_ns);
 /* A 32-bit IN from a report port. */
 uint32_t guest_report_in(const guest_report_t *r, uint16_t port);
+
+/* The registers a saved VM carries (the host-side fields are not saved), in
+ * host byte order: heartbeat, status, the four raw counters (u32 each), the
+ * four extended counters (u64), the info slots (u64), info_valid, info_key,
+ * info_lo, mailbox (u32). Used by every backend's state format. */
+#define GUEST_REPORT_ENCODED_BYTES (6u * 4 + 4u * 8 + GUEST_INFO_SLOTS * 8u + 4u * 4)
+void guest_report_encode(const guest_report_t *r, uint8_t out[GUEST_REPORT_ENCODED_BYTES]);
+/* 0, or -1 with the reason in err; host-side fields come out zero. */
+int guest_report_decode(const uint8_t in[GUEST_REPORT_ENCODED_BYTES], guest_report_t *r, char *err,
+                        size_t errlen);
 
 #endif

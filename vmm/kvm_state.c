@@ -10,7 +10,7 @@
 
 #define HEADER_BYTES 16u
 #define RECORD_HEADER_BYTES 8u
-#define DEVICE_BYTES 208u
+#define DEVICE_BYTES (8u + GUEST_REPORT_ENCODED_BYTES)
 #define MACHINE_BYTES 24u
 
 /* TSC first (the others may be relative to it), TSC deadline last (it needs
@@ -116,23 +116,9 @@ static void put_devices(writer_t *w, const kvm_state_t *s)
     const uart_regs_t *u = &s->uart;
     uint8_t uart[8] = {u->ier, u->lcr, u->mcr, u->scr, u->dll, u->dlm, 0, 0};
     put(w, uart, sizeof uart);
-    const guest_report_t *r = &s->report;
-    put_u32(w, r->heartbeat);
-    put_u32(w, r->status);
-    put_u32(w, r->raw_verified);
-    put_u32(w, r->raw_errors);
-    put_u32(w, r->raw_sweeps);
-    put_u32(w, r->raw_written);
-    put_u64(w, r->verified);
-    put_u64(w, r->errors);
-    put_u64(w, r->sweeps);
-    put_u64(w, r->written);
-    for (unsigned i = 0; i < GUEST_INFO_SLOTS; i++)
-        put_u64(w, r->info[i]);
-    put_u32(w, r->info_valid);
-    put_u32(w, r->info_key);
-    put_u32(w, r->info_lo);
-    put_u32(w, r->mailbox);
+    uint8_t report[GUEST_REPORT_ENCODED_BYTES];
+    guest_report_encode(&s->report, report);
+    put(w, report, sizeof report);
     record_end(w, at);
 }
 
@@ -268,27 +254,9 @@ static int decode_devices(const uint8_t *p, uint32_t n, kvm_state_t *out, char *
     out->uart = (uart_regs_t){p[0], p[1], p[2], p[3], p[4], p[5]};
     if (p[6] || p[7])
         BAD("vm state: devices record: nonzero padding");
-    guest_report_t *r = &out->report;
-    const uint8_t *q = p + 8;
-    r->heartbeat = get_u32(q);
-    r->status = get_u32(q + 4);
-    r->raw_verified = get_u32(q + 8);
-    r->raw_errors = get_u32(q + 12);
-    r->raw_sweeps = get_u32(q + 16);
-    r->raw_written = get_u32(q + 20);
-    r->verified = get_u64(q + 24);
-    r->errors = get_u64(q + 32);
-    r->sweeps = get_u64(q + 40);
-    r->written = get_u64(q + 48);
-    for (unsigned i = 0; i < GUEST_INFO_SLOTS; i++)
-        r->info[i] = get_u64(q + 56 + 8 * i);
-    q += 56 + 8 * GUEST_INFO_SLOTS;
-    r->info_valid = get_u32(q);
-    r->info_key = get_u32(q + 4);
-    r->info_lo = get_u32(q + 8);
-    r->mailbox = get_u32(q + 12);
-    if (r->info_valid >> GUEST_INFO_SLOTS)
-        BAD("vm state: devices record: info mask 0x%x names unknown slots", r->info_valid);
+    char why[96];
+    if (guest_report_decode(p + 8, &out->report, why, sizeof why) < 0)
+        BAD("vm state: devices record: %s", why);
     return 0;
 }
 

@@ -6,9 +6,11 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kvm.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,14 +53,53 @@ static uint64_t host_memory_available(void)
     return (uint64_t)kib * 1024;
 }
 
+/* /dev/kvm opens and speaks the stable API; why not in why. */
+static bool kvm_usable(char *why, size_t whylen)
+{
+    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, whylen, "/dev/kvm: %s", strerror(errno));
+        return false;
+    }
+    int version = ioctl(fd, KVM_GET_API_VERSION, 0);
+    close(fd);
+    if (version != KVM_API_VERSION) {
+        snprintf(why, whylen, "/dev/kvm does not answer KVM_GET_API_VERSION with %d",
+                 KVM_API_VERSION);
+        return false;
+    }
+    return true;
+}
+
+const char *vm_default_backend(void)
+{
+    char why[128];
+    return kvm_usable(why, sizeof why) ? "kvm" : "process";
+}
+
 static const vm_backend_ops_t *find_backend(const char *name)
 {
-    if (!name || strcmp(name, "kvm") == 0)
+    if (strcmp(name, "kvm") == 0)
         return &vm_kvm_backend;
+    if (strcmp(name, "process") == 0)
+        return &vm_proc_backend;
     return NULL;
 }
 
-static int check_config(const vm_config_t *cfg, guest_args_t *args, char *err, size_t errlen)
+/* The configured backend, or the default (saying so when it is not KVM). */
+static const vm_backend_ops_t *pick_backend(const vm_config_t *cfg, const char *vm_name)
+{
+    if (cfg->backend)
+        return find_backend(cfg->backend);
+    char why[128];
+    if (kvm_usable(why, sizeof why))
+        return &vm_kvm_backend;
+    log_info("vmm", "%s: %s; using the process backend", vm_name, why);
+    return &vm_proc_backend;
+}
+
+static int check_config(const vm_config_t *cfg, const vm_backend_ops_t **ops, guest_args_t *args,
+                        char *err, size_t errlen)
 {
     const char *name = cfg->name ? cfg->name : "vm";
     size_t name_len = strlen(name);
@@ -73,8 +114,9 @@ static int check_config(const vm_config_t *cfg, guest_args_t *args, char *err, s
             return -EINVAL;
         }
     }
-    if (!find_backend(cfg->backend)) {
-        snprintf(err, errlen, "%s: unknown backend '%.32s' (known: kvm)", name, cfg->backend);
+    if (!(*ops = pick_backend(cfg, name))) {
+        snprintf(err, errlen, "%s: unknown backend '%.32s' (known: kvm, process)", name,
+                 cfg->backend);
         return -EINVAL;
     }
     uint64_t mem = cfg->memory_bytes;
@@ -105,7 +147,7 @@ static int check_config(const vm_config_t *cfg, guest_args_t *args, char *err, s
         return -EINVAL;
     }
     const char *kernel = cfg->kernel_path ? cfg->kernel_path : vm_default_kernel_path();
-    if (access(kernel, R_OK) < 0) {
+    if (*ops == &vm_kvm_backend && access(kernel, R_OK) < 0) {  /* a process guest boots no image */
         snprintf(err, errlen, "%s: kernel image %s: %s", name, kernel, strerror(errno));
         return -ENOENT;
     }
@@ -125,7 +167,8 @@ vm_t *vm_new(const vm_config_t *cfg, char *err, size_t errlen)
         return NULL;
     }
     guest_args_t args;
-    if (check_config(cfg, &args, err, errlen) < 0) {
+    const vm_backend_ops_t *ops;
+    if (check_config(cfg, &ops, &args, err, errlen) < 0) {
         log_warn("vmm", "%s", err);
         return NULL;
     }
@@ -143,7 +186,7 @@ vm_t *vm_new(const vm_config_t *cfg, char *err, size_t errlen)
     vm->incoming = cfg->incoming;
     vm->awaiting_state = cfg->incoming;
     vm->args = args;
-    vm->ops = find_backend(cfg->backend);
+    vm->ops = ops;
     vm->state = VM_CREATED;
     vm->memory.fd = -1;
     pthread_mutex_init(&vm->lock, NULL);

@@ -1,8 +1,9 @@
 /* vm.h - a virtual machine running the ferry workload kernel.
  *
  * The face the agent and the migration code use, whatever runs the guest.
- * Today there is one backend, "kvm" (vmm/kvm*.c: a micro-VMM on /dev/kvm);
- * a process backend can sit behind the same calls. Nothing here names KVM.
+ * Two backends sit behind the same calls: "kvm" (vmm/kvm*.c: a micro-VMM on
+ * /dev/kvm) and "process" (vmm/proc*.c: the same workload in a guest
+ * process, for hosts without KVM).
  *
  * Life cycle:
  *
@@ -46,7 +47,7 @@ typedef struct {
     const char *kernel_path;       /* NULL: vm_default_kernel_path() */
     const char *cmdline;           /* workload kernel command line (guest/args.h) */
     const char *console_log_path;  /* NULL: console kept in memory only */
-    const char *backend;           /* NULL or "kvm" */
+    const char *backend;           /* "kvm", "process", or NULL: vm_default_backend() */
     bool incoming;                 /* memory and state will be loaded: do not boot the kernel */
 } vm_config_t;
 
@@ -81,13 +82,17 @@ typedef struct {
  * this tree (build/guest/ferry-guest.elf). */
 const char *vm_default_kernel_path(void);
 
+/* The backend a VM gets when its config names none: "kvm" if /dev/kvm opens
+ * and answers, else "process" (vm_new logs why when it falls back). */
+const char *vm_default_backend(void);
+
 /* Checks the config (sizes, host memory, kernel image, command line), then
  * creates the VM in VM_CREATED. On failure nothing is left behind: no
  * threads, no descriptors, no console log file. */
 vm_t *vm_new(const vm_config_t *cfg, char *err, size_t errlen);
 void vm_destroy(vm_t **self_p);
 
-const char *vm_backend_name(const vm_t *vm);  /* "kvm" */
+const char *vm_backend_name(const vm_t *vm);  /* "kvm" or "process" */
 const char *vm_name(const vm_t *vm);
 
 int vm_start(vm_t *vm);    /* CREATED -> RUNNING; an incoming VM needs vm_load_state first */

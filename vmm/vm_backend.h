@@ -1,4 +1,4 @@
-/* vm_backend.h - what a backend (kvm, later proc) implements behind vm.h,
+/* vm_backend.h - what a backend (kvm, process) implements behind vm.h,
  * and the shared VM record it works on. Internal to vmm/.
  *
  * vm.c owns what every backend shares: the checked config, guest memory
@@ -68,5 +68,6 @@ void vm_set_stopped(vm_t *vm, const char *reason);
 int64_t vm_now_ns(void);
 
 extern const vm_backend_ops_t vm_kvm_backend;
+extern const vm_backend_ops_t vm_proc_backend;   /* "process": vmm/proc.c */
 
 #endif
