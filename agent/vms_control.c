@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -82,6 +83,9 @@ static const char *guest_status_name(uint32_t status)
     return status < sizeof(names) / sizeof(names[0]) ? names[status] : "?";
 }
 
+/* Measurements to a tenth: more digits would be noise. */
+static double tenths(double v) { return round(v * 10) / 10; }
+
 static int64_t mono_ns(void)
 {
     struct timespec ts;
@@ -107,8 +111,8 @@ static void pack_vm(vms_t *self, obj_t *o, const fsm_vm_t *v, bool detail)
     obj_str(o, "profile", v->profile);
     obj_u64(o, "generation", v->generation);
     obj_u64(o, "heartbeats", here ? r->heartbeats_before + st.heartbeats_seen : 0);
-    obj_f64(o, "cpu_percent", here ? r->cpu_percent : 0);
-    obj_f64(o, "dirty_pages_per_s", here ? r->dirty_pages_per_s : 0);
+    obj_f64(o, "cpu_percent", here ? tenths(r->cpu_percent) : 0);
+    obj_f64(o, "dirty_pages_per_s", here ? tenths(r->dirty_pages_per_s) : 0);
     obj_u64(o, "active_set_bytes", here ? r->active_pages * VM_PAGE_SIZE : 0);
     obj_str(o, "start_error", r ? r->start_error : "");
     if (!detail)
@@ -131,7 +135,7 @@ static void pack_vm(vms_t *self, obj_t *o, const fsm_vm_t *v, bool detail)
     obj_str(o, "guest_status", here ? guest_status_name(st.guest_status) : "");
     obj_u64(o, "vcpu_cpu_ns", here ? st.vcpu_cpu_ns : 0);
     obj_bool(o, "dirty_tracking", here && r->dirty_tracking && !r->dirty_lent);
-    obj_f64(o, "dirty_bytes_per_s", here ? r->dirty_pages_per_s * VM_PAGE_SIZE : 0);
+    obj_f64(o, "dirty_bytes_per_s", here ? round(r->dirty_pages_per_s * VM_PAGE_SIZE) : 0);
     obj_bool(o, "active_set_valid", here && r->active_valid);
     obj_u64(o, "active_set_window_s", VMS_ACTIVE_WINDOW_S);
     obj_u64(o, "pages_written", here ? st.pages_written : 0);
@@ -356,7 +360,6 @@ static void on_proposal_done(void *ctx, int error, const fsm_result_t *result, u
         return;
     }
     w->index = index;
-    snprintf(w->message, sizeof(w->message), "%s", result->message);
     push_applied(w->vms, w);
     vms_on_apply(w->vms);
 }
@@ -401,26 +404,45 @@ static int propose_power(vms_t *self, control_call_t *call, const char *name, fs
 }
 
 /* The answer to a write: where the VM stands now, as this agent sees it. */
+/* One sentence on where the VM stands after the request. Returns false,
+ * with the sentence in message, when the request did not achieve its aim:
+ * a VM this host owns that was set to power on but cannot start here. */
+static bool describe_outcome(vms_t *self, const vms_waiter_t *w, const fsm_vm_t *v, const vms_record_t *r,
+                             char *message, size_t cap)
+{
+    bool here = r && r->vm;
+    bool mine = v && strcmp(v->owner, self->name) == 0;
+    const char *created = w->created ? "created and " : "";
+    if (w->after == AFTER_DELETE || !v) {
+        snprintf(message, cap, "VM %s deleted", w->name);
+    } else if (w->after == AFTER_CREATE) {
+        snprintf(message, cap, "VM %s created on %s, powered off (ferryctl vm start %s)", w->name, v->owner, w->name);
+    } else if (w->power == FSM_POWER_OFF) {
+        snprintf(message, cap, mine ? "VM %s powered off" : "VM %s set to power off; its owner %s stops it", w->name,
+                 v->owner);
+    } else if (here) {
+        snprintf(message, cap, "VM %s %srunning on %s", w->name, created, self->name);
+    } else if (!mine) {
+        snprintf(message, cap, "VM %s %sset to power on; its owner %s starts it", w->name, created, v->owner);
+    } else if (r && r->start_error[0]) {
+        snprintf(message, cap, "VM %s is %sset to power on, but it cannot start on %s: %s (retried every few "
+                 "seconds; 'ferryctl vm stop %s' gives up)", w->name, created, self->name, r->start_error, w->name);
+        return false;
+    } else {
+        snprintf(message, cap, "VM %s %sset to power on; it starts once this host's lease is valid", w->name, created);
+    }
+    return true;
+}
+
 static void answer_applied(vms_t *self, vms_waiter_t *w)
 {
     const fsm_vm_t *v = fsm_vm_find(cluster_state(self->cluster), w->name);
     vms_record_t *r = vms_record_find(self, w->name);
     bool here = r && r->vm;
-    char message[512];
-    snprintf(message, sizeof(message), "%s", w->message);
-    if (w->after == AFTER_POWER && w->power == FSM_POWER_ON && v && v->power == FSM_POWER_ON && !here) {
-        if (strcmp(v->owner, self->name) != 0) {
-            snprintf(message, sizeof(message), "%s; its owner %s powers it on", w->message, v->owner);
-        } else if (r && r->start_error[0]) {
-            char error[700];
-            snprintf(error, sizeof(error), "VM %s is set to power on, but it cannot start on %s: %s "
-                     "(retried every few seconds; 'ferryctl vm stop %s' gives up)", w->name, self->name,
-                     r->start_error, w->name);
-            control_complete(self->control, w->ticket, NULL, CONTROL_UNAVAILABLE, error);
-            return;
-        } else if (!cluster_lease_valid(self->cluster)) {
-            snprintf(message, sizeof(message), "%s; it starts once this host's lease is valid", w->message);
-        }
+    char message[700];
+    if (!describe_outcome(self, w, v, r, message, sizeof(message))) {
+        control_complete(self->control, w->ticket, NULL, CONTROL_UNAVAILABLE, message);
+        return;
     }
     msgpack_sbuffer out;
     msgpack_sbuffer_init(&out);
@@ -574,10 +596,11 @@ static int check_create(vms_t *self, control_call_t *call, fsm_vm_t *spec, bool 
         char need[32], avail[32], total[32], used[32];
         return control_fail(call, CONTROL_CONFLICT,
                             "host %s has too little memory for VM %s: it needs %s, %s of the host's %s are free "
-                            "(%zu VM%s placed there use %s)", host->name, spec->name,
+                            "(%zu VM%s placed there use%s %s)", host->name, spec->name,
                             vm_spec_bytes(spec->memory_bytes, need, sizeof(need)),
                             vm_spec_bytes(free_bytes, avail, sizeof(avail)),
                             vm_spec_bytes(host->memory_bytes, total, sizeof(total)), count, count == 1 ? "" : "s",
+                            count == 1 ? "s" : "",
                             vm_spec_bytes(placed, used, sizeof(used)));
     }
     if (boot.custom_kernel && strcmp(spec->owner, self->name) == 0 &&

@@ -64,7 +64,6 @@ typedef struct vms_waiter {
     fsm_power_t power;                /* AFTER_POWER: asked for */
     bool created;                     /* AFTER_POWER: this request created the VM too */
     uint64_t index;                   /* the applied entry */
-    char message[160];                /* the FSM's verdict */
 } vms_waiter_t;
 
 struct vms {
