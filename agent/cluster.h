@@ -54,7 +54,8 @@ int cluster_submit(cluster_t *self, control_call_t *call, const msgpack_sbuffer 
  * applied here, or failed (raft_node_propose). Not from inside a done. */
 int cluster_propose(cluster_t *self, const msgpack_sbuffer *command, raft_node_done_fn *done, void *ctx);
 /* Linearizable read barrier (raft_node_read): done runs once this agent's
- * state holds everything committed before the call; fails without a quorum. */
+ * state holds everything committed before the call; fails without a quorum.
+ * A lone voter passes at once: done may run before cluster_read returns. */
 int cluster_read(cluster_t *self, raft_node_done_fn *done, void *ctx);
 /* A user-facing sentence for a proposal or read error, and the control code
  * for an FSM verdict. */

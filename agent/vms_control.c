@@ -245,11 +245,34 @@ typedef struct {
     vms_t *vms;              /* only on success, as for waiters */
     control_ticket_t ticket;
     char name[FSM_NAME_MAX]; /* vm.show; "" for vm.list */
+    bool in_handler;         /* the barrier may pass before the handler returns */
+    bool passed_inline;
+    int inline_error;
 } reader_t;
+
+/* Packs the answer of a read into pk; returns a control code, with message. */
+static control_code_t answer_read(vms_t *self, const char *name, msgpack_packer *pk, char *message, size_t cap)
+{
+    if (!name[0]) {
+        pack_list(self, pk);
+        return CONTROL_OK;
+    }
+    if (pack_show(self, pk, name, NULL) == 0)
+        return CONTROL_OK;
+    snprintf(message, cap, "no VM named '%s'", name);
+    return CONTROL_NOT_FOUND;
+}
 
 static void on_read_barrier(void *ctx, int error, const fsm_result_t *result, uint64_t index)
 {
     reader_t *rd = ctx;
+    if (rd->in_handler) {
+        /* A lone voter confirms at once: the handler answers itself, as
+         * the control API cannot complete a request it has not deferred yet. */
+        rd->passed_inline = true;
+        rd->inline_error = error;
+        return;
+    }
     if (error) {
         control_complete(rd->control, rd->ticket, NULL, CONTROL_UNAVAILABLE, cluster_error_text(error));
         free(rd);
@@ -259,16 +282,9 @@ static void on_read_barrier(void *ctx, int error, const fsm_result_t *result, ui
     msgpack_sbuffer_init(&out);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &out, msgpack_sbuffer_write);
-    if (!rd->name[0]) {
-        pack_list(rd->vms, &pk);
-        control_complete(rd->control, rd->ticket, &out, CONTROL_OK, NULL);
-    } else if (pack_show(rd->vms, &pk, rd->name, NULL) == 0) {
-        control_complete(rd->control, rd->ticket, &out, CONTROL_OK, NULL);
-    } else {
-        char message[128];
-        snprintf(message, sizeof(message), "no VM named '%s'", rd->name);
-        control_complete(rd->control, rd->ticket, NULL, CONTROL_NOT_FOUND, message);
-    }
+    char message[128] = "";
+    control_code_t code = answer_read(rd->vms, rd->name, &pk, message, sizeof(message));
+    control_complete(rd->control, rd->ticket, code == CONTROL_OK ? &out : NULL, code, message);
     msgpack_sbuffer_destroy(&out);
     free(rd);
 }
@@ -282,13 +298,19 @@ static int read_after_barrier(vms_t *self, control_call_t *call, const char *nam
     rd->control = self->control;
     rd->vms = self;
     snprintf(rd->name, sizeof(rd->name), "%s", name);
-    rd->ticket = control_defer(call);
+    rd->in_handler = true;
     int rc = cluster_read(self->cluster, on_read_barrier, rd);
-    if (rc != 0) {
+    rd->in_handler = false;
+    if (rc != 0 || rd->passed_inline) {
+        int error = rc != 0 ? rc : rd->inline_error;
         free(rd);
-        call->deferred = false;
-        return control_fail(call, CONTROL_UNAVAILABLE, "%s", cluster_error_text(rc));
+        if (error)
+            return control_fail(call, CONTROL_UNAVAILABLE, "%s", cluster_error_text(error));
+        char message[128] = "";
+        control_code_t code = answer_read(self, name, call->result, message, sizeof(message));
+        return code == CONTROL_OK ? 0 : control_fail(call, code, "%s", message);
     }
+    rd->ticket = control_defer(call);
     return CONTROL_DEFERRED;
 }
 
