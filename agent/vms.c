@@ -2,6 +2,7 @@
  * only code that starts or stops a local VM), measurement, monitoring and
  * the event ring. The vm.* handlers are in vms_control.c. */
 #include "agent/vms_internal.h"
+#include "agent/vm_policy.h"
 #include "agent/vm_spec.h"
 #include "common/fsutil.h"
 
@@ -243,16 +244,20 @@ int vms_reset_local(vms_t *self, vms_record_t *r, char *err, size_t errlen)
 
 static void monitor(vms_t *self, vms_record_t *r, const vm_status_t *st, int64_t now)
 {
-    if (self->heartbeat_timeout_ms == 0 || r->monitor_gave_up)
-        return;
-    /* A paused VM is held by someone (a migration); one that never
-     * heartbeated since it booted (a custom kernel) has nothing to miss. */
-    if ((st->state != VM_RUNNING && st->state != VM_STOPPED) || st->last_heartbeat_ns == 0)
+    vm_monitor_input_t in = {
+        .timeout_ms = self->heartbeat_timeout_ms,
+        .max_resets = VMS_MONITOR_MAX_RESETS,
+        .executing = st->state == VM_RUNNING || st->state == VM_STOPPED,
+        .last_heartbeat_ns = st->last_heartbeat_ns,
+        .now_ns = now,
+        .resets_done = r->monitor_resets,
+        .gave_up = r->monitor_gave_up,
+    };
+    vm_monitor_action_t action = vm_monitor_decide(&in);
+    if (action == VM_MONITOR_OK)
         return;
     double silent_s = (double)(now - st->last_heartbeat_ns) / 1e9;
-    if (silent_s * 1000 < (double)self->heartbeat_timeout_ms)
-        return;
-    if (r->monitor_resets >= VMS_MONITOR_MAX_RESETS) {
+    if (action == VM_MONITOR_GIVE_UP) {
         r->monitor_gave_up = true;
         vms_event(self, LOG_LEVEL_WARN, r->name, "monitor-gave-up",
                   "no heartbeat for %.1f s; not resetting again after %u resets in this power-on", silent_s,
@@ -261,8 +266,7 @@ static void monitor(vms_t *self, vms_record_t *r, const vm_status_t *st, int64_t
     }
     r->monitor_resets++;
     char err[256] = "";
-    int rc = vms_reset_local(self, r, err, sizeof(err));
-    if (rc == 0)
+    if (vms_reset_local(self, r, err, sizeof(err)) == 0)
         vms_event(self, LOG_LEVEL_WARN, r->name, "heartbeat-reset", "no heartbeat for %.1f s: reset %u of %u",
                   silent_s, r->monitor_resets, VMS_MONITOR_MAX_RESETS);
     else
@@ -272,20 +276,6 @@ static void monitor(vms_t *self, vms_record_t *r, const vm_status_t *st, int64_t
 }
 
 /* --- reconciliation --------------------------------------------------------------------- */
-
-/* Why a VM must not run here; NULL if it should. */
-static const char *must_not_run(const vms_t *self, const fsm_vm_t *v, bool lease_valid, char *buf, size_t cap)
-{
-    if (strcmp(v->owner, self->name) != 0) {
-        snprintf(buf, cap, v->owner[0] ? "its owner is now %s" : "it has no owner", v->owner);
-        return buf;
-    }
-    if (v->power != FSM_POWER_ON)
-        return "desired power is off";
-    if (!lease_valid)
-        return "self-fencing: this host's lease is not valid";
-    return NULL;
-}
 
 void vms_reconcile(vms_t *self)
 {
@@ -311,19 +301,25 @@ void vms_reconcile(vms_t *self)
             r->created_index = v->created_index;
         }
         char why[96];
-        const char *reason = must_not_run(self, v, lease_valid, why, sizeof(why));
-        if (!reason) {
+        switch (vm_run_decide(v, self->name, lease_valid, r && r->vm, why, sizeof(why))) {
+        case VM_RUN_START:
             if (!r)
                 r = record_add(self, v);
-            if (r && !r->vm)
+            if (r)
                 start_local(self, r, v);
-        } else if (r && r->vm) {
-            bool fencing = strcmp(v->owner, self->name) == 0 && v->power == FSM_POWER_ON;
-            stop_local(self, r, fencing ? LOG_LEVEL_WARN : LOG_LEVEL_INFO, fencing ? "self-fenced" : "stopped",
-                       reason);
-        } else if (r && v->power != FSM_POWER_ON) {
-            r->start_error[0] = '\0';   /* no longer trying */
-            r->retry_at_ms = 0;
+            break;
+        case VM_RUN_STOP:
+            stop_local(self, r, LOG_LEVEL_INFO, "stopped", why);
+            break;
+        case VM_RUN_FENCE:
+            stop_local(self, r, LOG_LEVEL_WARN, "self-fenced", why);
+            break;
+        case VM_RUN_KEEP:
+            if (r && !r->vm && v->power != FSM_POWER_ON) {
+                r->start_error[0] = '\0';   /* no longer trying */
+                r->retry_at_ms = 0;
+            }
+            break;
         }
     }
     /* Records of VMs that are gone, or that belong to another host now. */
