@@ -222,6 +222,7 @@ static void stop_local(vms_t *self, vms_record_t *r, log_level_t level, const ch
 {
     measurement_stop(r);
     vm_destroy(&r->vm);
+    r->incoming = false;
     r->monitor_resets = 0;
     r->monitor_gave_up = false;
     vms_event(self, level, r->name, kind, "powered off here: %s", reason);
@@ -300,6 +301,12 @@ void vms_reconcile(vms_t *self)
             snprintf(r->name, sizeof(r->name), "%s", v->name);
             r->created_index = v->created_index;
         }
+        if (r && r->incoming) {
+            /* A migration holds it until the commit names this host. */
+            if (strcmp(v->owner, self->name) != 0)
+                continue;
+            r->incoming = false;
+        }
         char why[96];
         switch (vm_run_decide(v, self->name, lease_valid, r && r->vm, why, sizeof(why))) {
         case VM_RUN_START:
@@ -331,7 +338,7 @@ void vms_reconcile(vms_t *self)
                 stop_local(self, r, LOG_LEVEL_INFO, "stopped", "the VM was deleted");
             vms_event(self, LOG_LEVEL_INFO, r->name, "deleted", "removed from the cluster");
             record_drop(self, i);
-        } else if (!r->vm && strcmp(v->owner, self->name) != 0) {
+        } else if (!r->vm && !r->incoming && strcmp(v->owner, self->name) != 0) {
             record_drop(self, i);
         }
     }
@@ -474,4 +481,35 @@ void vms_lend_dirty_log(vms_t *self, const char *name, bool lent)
     if (!lent && r->vm && r->dirty_bits && !r->dirty_tracking)
         r->dirty_tracking = vm_dirty_log_enable(r->vm) == 0;
     r->dirty_pages_per_s = 0;
+}
+
+int vms_adopt_incoming(vms_t *self, const char *name, vm_t *vm, char *err, size_t errlen)
+{
+    const fsm_vm_t *v = fsm_vm_find(cluster_state(self->cluster), name);
+    if (!v) {
+        snprintf(err, errlen, "no VM named '%s'", name);
+        return -ENOENT;
+    }
+    vms_record_t *r = vms_record_find(self, name);
+    if (r && r->vm) {
+        snprintf(err, errlen, "VM %s already has a local instance here", name);
+        return -EEXIST;
+    }
+    if (!r && !(r = record_add(self, v))) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    r->created_index = v->created_index;
+    r->vm = vm;
+    r->incoming = true;
+    measurement_start(self, r);
+    vms_event(self, LOG_LEVEL_INFO, name, "incoming", "a live migration hands this VM to %s", self->name);
+    return 0;
+}
+
+void vms_drop_incoming(vms_t *self, const char *name)
+{
+    vms_record_t *r = vms_record_find(self, name);
+    if (r && r->vm && r->incoming)
+        stop_local(self, r, LOG_LEVEL_WARN, "stopped", "the incoming migration failed");
 }

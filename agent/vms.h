@@ -68,10 +68,22 @@ size_t vms_running(const vms_t *self);
  * when /dev/kvm opens read-write, else process (why says why). */
 const char *vms_pick_backend(config_backend_t choice, char *why, size_t whylen);
 
-/* For live migration. The local VM of that name, or NULL. While the dirty
- * log is lent out, the once-a-second measurement leaves it alone (collecting
- * would clear bits a migration needs) and reports no dirty rate. */
+/* For live migration.
+ *
+ * Source: the local VM of that name (or NULL), and its dirty log lent to
+ * the migration: while lent, the once-a-second measurement leaves the log
+ * alone (collecting would clear bits the migration needs). Once the
+ * ownership commit is applied, reconciliation powers the source VM off.
+ *
+ * Destination: an incoming VM (memory and state loaded, not started) is
+ * handed over before the ownership commit. Until the FSM names this host
+ * its owner, reconciliation neither starts nor stops it; from then on it is
+ * an ordinary local VM, which the migration resumes. If the migration fails
+ * first, vms_drop_incoming() destroys it. Adopt takes ownership of vm on
+ * success only. */
 vm_t *vms_local_vm(vms_t *self, const char *name);
 void vms_lend_dirty_log(vms_t *self, const char *name, bool lent);
+int vms_adopt_incoming(vms_t *self, const char *name, vm_t *vm, char *err, size_t errlen);
+void vms_drop_incoming(vms_t *self, const char *name);
 
 #endif

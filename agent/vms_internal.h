@@ -17,6 +17,7 @@ typedef struct {
     char name[FSM_NAME_MAX];
     uint64_t created_index;           /* which incarnation of the name (FSM created_index) */
     vm_t *vm;                         /* NULL: not running here */
+    bool incoming;                    /* a live migration's destination, before the commit */
     char start_error[256];            /* why the last start failed; "" if it did not */
     int64_t retry_at_ms;              /* no new start attempt before this (mono ms) */
 

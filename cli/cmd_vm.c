@@ -378,8 +378,13 @@ static void render_show(const msgpack_object *r, FILE *out)
         print_pair(out, "dirty rate", line);
     }
     const msgpack_object *window = field(r, "active_set_window_s");
-    snprintf(line, sizeof(line), "%s (pages written in %" PRIu64 " s)", bytes_cell(r, "active_set_bytes", buf, sizeof(buf)),
-             window && window->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? window->via.u64 : 0);
+    const msgpack_object *valid = field(r, "active_set_valid");
+    uint64_t window_s = window && window->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? window->via.u64 : 0;
+    if (valid && valid->type == MSGPACK_OBJECT_BOOLEAN && valid->via.boolean)
+        snprintf(line, sizeof(line), "%s (pages written in the last %" PRIu64 " s window)",
+                 bytes_cell(r, "active_set_bytes", buf, sizeof(buf)), window_s);
+    else
+        snprintf(line, sizeof(line), "- (measured over %" PRIu64 " s windows; none complete yet)", window_s);
     print_pair(out, "active set", line);
     print_field(out, "monitor resets", r, "monitor_resets");
     print_field(out, "console log", r, "console_log");
