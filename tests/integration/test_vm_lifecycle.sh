@@ -143,10 +143,17 @@ show silent
 ctl vm show hang | grep -q "heartbeat-reset" || fail "vm show does not list the reset events"
 
 step "an administrator's reset power-cycles the guest"
+boots() { ctl vm console "$1" --bytes 1M | grep -c "ferry-guest: booting" || true; }
+boots_above() { [ "$(boots "$1")" -gt "$2" ]; }
+boots_before=$(boots idle1)
+show idle1
+counter_before=$(sfield idle1 'd["heartbeat_counter"]')
 ctl vm reset idle1 | grep -q "reset" || fail "vm reset idle1 said nothing"
 [ "$(count_events idle1 reset)" -eq 1 ] || fail "the reset is not an event"
-wait_for 60 console_has idle1 "ferry-guest: booting" || fail "idle1 did not reboot"
-wait_for 60 running_with_heartbeats idle1 || fail "idle1 does not heartbeat after its reset"
+wait_for 60 boots_above idle1 "$boots_before" || fail "idle1 did not reboot"
+# The guest's own counter starts again from 1 after the reboot.
+wait_for 60 show_true idle1 "d['running_here'] and d['guest_status'] == 'running' and 0 < d['heartbeat_counter'] < $counter_before" \
+    || fail "idle1 does not heartbeat afresh after its reset: $(cat "$WORK/show-idle1.json")"
 
 step "stop answers with the VM stopped; delete removes it and its folder"
 ctl --json vm stop web1 >"$WORK/stop.json"
