@@ -5,6 +5,7 @@
 #include "agent/inventory.h"
 #include "agent/peers.h"
 #include "agent/statedir.h"
+#include "agent/vms.h"
 #include "agent/zap.h"
 #include "common/log.h"
 #include "common/wire.h"
@@ -28,6 +29,7 @@ struct agent {
     cluster_t *cluster;
     peers_t *peers;
     inventory_t *inventory;
+    vms_t *vms;
     uint64_t started_ms;
     int signal_fd;           /* SIGINT and SIGTERM, read in the loop */
     int stop_signal;
@@ -50,8 +52,9 @@ static int handle_host_show(void *ctx, control_call_t *call)
 {
     agent_t *self = ctx;
     inventory_refresh(self->inventory);
-    msgpack_pack_map(call->result, 8);
+    msgpack_pack_map(call->result, 9);
     wire_pack_kv_str(call->result, "name", self->state.name);
+    wire_pack_kv_str(call->result, "vm_backend", vms_backend(self->vms));
     wire_pack_kv_str(call->result, "cluster", self->state.cluster);
     wire_pack_kv_str(call->result, "version", FERRY_VERSION);
     wire_pack_kv_bool(call->result, "dev", self->options.dev);
@@ -61,6 +64,14 @@ static int handle_host_show(void *ctx, control_call_t *call)
     wire_pack_str(call->result, "inventory");
     inventory_pack(self->inventory, call->result);
     return 0;
+}
+
+/* After each batch of Raft entries applied: the VMs follow the state. */
+static void on_cluster_apply(void *ctx)
+{
+    agent_t *self = ctx;
+    if (self->vms)
+        vms_on_apply(self->vms);
 }
 
 /* --- loop handlers ----------------------------------------------------- */
@@ -177,6 +188,8 @@ agent_t *agent_new(const config_t *config, const agent_options_t *options, char 
         .memory_bytes = inventory_capacity_memory_bytes(self->inventory),
         .election_timeout_ms = self->config.cluster.election_timeout_ms,
         .heartbeat_ms = self->config.cluster.heartbeat_interval_ms,
+        .on_apply = on_cluster_apply,
+        .on_apply_ctx = self,
     };
     self->cluster = cluster_new(&cluster_cfg, self->loop, self->control, err, errlen);
     if (!self->cluster)
@@ -200,6 +213,19 @@ agent_t *agent_new(const config_t *config, const agent_options_t *options, char 
     self->peers = peers_new(&peers_cfg, self->loop, self->control, err, errlen);
     if (!self->peers)
         goto fail;
+
+    char why[128];
+    vms_config_t vms_cfg = {
+        .name = self->state.name,
+        .state_dir = self->state.path,
+        .backend = vms_pick_backend(self->config.agent.backend, why, sizeof(why)),
+        .downtime_ms = self->config.migration.downtime_ms,
+        .heartbeat_timeout_ms = self->config.agent.vm_heartbeat_timeout_ms,
+    };
+    log_info("agent", "VM backend: %s (%s)", vms_cfg.backend, why);
+    self->vms = vms_new(&vms_cfg, self->cluster, self->control, self->loop, err, errlen);
+    if (!self->vms)
+        goto fail;
     zloop_reader(self->loop, zap_socket(self->zap), on_zap, self);
     zloop_reader(self->loop, control_socket(self->control), on_control, self);
     /* Keep serving after a handler error; only a signal stops the loop. */
@@ -215,6 +241,7 @@ void agent_destroy(agent_t **self_p)
     agent_t *self = *self_p;
     if (!self)
         return;
+    vms_destroy(&self->vms);
     peers_destroy(&self->peers);
     cluster_destroy(&self->cluster);
     zloop_destroy(&self->loop);

@@ -140,7 +140,7 @@ static int on_lease_timer(zloop_t *loop, int timer_id, void *arg)
 
 /* --- control: writes ---------------------------------------------------------- */
 
-static control_code_t code_for(fsm_status_t status)
+control_code_t cluster_control_code(fsm_status_t status)
 {
     switch (status) {
     case FSM_OK: return CONTROL_OK;
@@ -152,7 +152,7 @@ static control_code_t code_for(fsm_status_t status)
     }
 }
 
-static const char *raft_error_text(int error)
+const char *cluster_error_text(int error)
 {
     switch (error) {
     case -ETIMEDOUT: return "the cluster did not commit the change in time (is a quorum up?)";
@@ -167,9 +167,9 @@ static void submit_done(void *ctx, int error, const fsm_result_t *result, uint64
 {
     waiter_t *w = ctx;
     if (error) {
-        control_complete(w->cluster->control, w->ticket, NULL, CONTROL_UNAVAILABLE, raft_error_text(error));
+        control_complete(w->cluster->control, w->ticket, NULL, CONTROL_UNAVAILABLE, cluster_error_text(error));
     } else if (!result || result->status != FSM_OK) {
-        control_complete(w->cluster->control, w->ticket, NULL, result ? code_for(result->status) : CONTROL_INTERNAL,
+        control_complete(w->cluster->control, w->ticket, NULL, result ? cluster_control_code(result->status) : CONTROL_INTERNAL,
                          result ? result->message : "no result");
     } else {
         msgpack_sbuffer out;
@@ -196,9 +196,19 @@ int cluster_submit(cluster_t *self, control_call_t *call, const msgpack_sbuffer 
     if (rc != 0) {
         free(w);
         call->deferred = false;
-        return control_fail(call, CONTROL_UNAVAILABLE, "%s", raft_error_text(rc));
+        return control_fail(call, CONTROL_UNAVAILABLE, "%s", cluster_error_text(rc));
     }
     return CONTROL_DEFERRED;
+}
+
+int cluster_propose(cluster_t *self, const msgpack_sbuffer *command, raft_node_done_fn *done, void *ctx)
+{
+    return raft_node_propose(self->node, command, done, ctx);
+}
+
+int cluster_read(cluster_t *self, raft_node_done_fn *done, void *ctx)
+{
+    return raft_node_read(self->node, done, ctx);
 }
 
 /* --- control: cluster.status and cluster.transfer-leader ------------------- */

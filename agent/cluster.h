@@ -17,6 +17,7 @@
 #include "agent/zap.h"
 #include "common/config.h"
 #include "consensus/fsm.h"
+#include "consensus/node.h"
 
 typedef struct cluster cluster_t;
 
@@ -48,6 +49,18 @@ void cluster_learn_peer(cluster_t *self, const char *name, const char *public_z8
  * defers the call and completes it with {index, status, message} once
  * applied here, or with an error. Returns what the handler should return. */
 int cluster_submit(cluster_t *self, control_call_t *call, const msgpack_sbuffer *command);
+
+/* The same without a control call: done(ctx, ...) runs once the command is
+ * applied here, or failed (raft_node_propose). Not from inside a done. */
+int cluster_propose(cluster_t *self, const msgpack_sbuffer *command, raft_node_done_fn *done, void *ctx);
+/* Linearizable read barrier (raft_node_read): done runs once this agent's
+ * state holds everything committed before the call; fails without a quorum.
+ * A lone voter passes at once: done may run before cluster_read returns. */
+int cluster_read(cluster_t *self, raft_node_done_fn *done, void *ctx);
+/* A user-facing sentence for a proposal or read error, and the control code
+ * for an FSM verdict. */
+const char *cluster_error_text(int error);
+control_code_t cluster_control_code(fsm_status_t status);
 
 const fsm_t *cluster_state(const cluster_t *self);
 const char *cluster_leader_name(const cluster_t *self);

@@ -8,7 +8,10 @@
 #define FERRY_CLI_COMMANDS_H
 
 #include <msgpack.h>
+#include <stdbool.h>
 #include <stdio.h>
+
+#include "cli/client.h"
 
 typedef struct {
     const char *words;      /* "host show" */
@@ -24,5 +27,15 @@ typedef struct {
 /* Each file cmd_*.c exports its table, ended by an entry with words == NULL. */
 extern const cli_command_t cli_host_commands[];
 extern const cli_command_t cli_cluster_commands[];
+extern const cli_command_t cli_vm_commands[];
+
+/* A command that calls the agent more than once gets this from ferryctl.c:
+ * one call, returning an exit code (0: the caller owns and releases response). */
+typedef int (cli_call_fn)(void *ctx, const char *command, const msgpack_sbuffer *args, ctl_response_t *response);
+
+/* vm console NAME --follow: prints new console output until interrupted or
+ * an error (returned as an exit code). Returns -1 if argv (after the words
+ * "vm console") does not ask to follow. */
+int cli_vm_follow(int argc, char **argv, bool json, cli_call_fn *call, void *ctx);
 
 #endif

@@ -32,7 +32,7 @@ typedef struct {
     int timeout_ms;
 } global_options_t;
 
-static const cli_command_t *const command_tables[] = { cli_host_commands, cli_cluster_commands };
+static const cli_command_t *const command_tables[] = { cli_host_commands, cli_cluster_commands, cli_vm_commands };
 
 static void usage(FILE *out)
 {
@@ -127,6 +127,11 @@ static int call_agent(const global_options_t *opts, const char *command, const m
     if (status != CTL_OK)
         return fail(opts, exit_code_for(status), err);
     return 0;
+}
+
+static int call_agent_for(void *ctx, const char *command, const msgpack_sbuffer *args, ctl_response_t *response)
+{
+    return call_agent(ctx, command, args, response);
 }
 
 static int run_command(const global_options_t *opts, const cli_command_t *command, int argc, char **argv)
@@ -276,6 +281,11 @@ int main(int argc, char **argv)
     if (strcmp(rest[0], "version") == 0) {
         rc = cmd_version(&opts, rest_count - 1, rest + 1);
         goto out;
+    }
+    if (rest_count >= 2 && strcmp(rest[0], "vm") == 0 && strcmp(rest[1], "console") == 0) {
+        rc = cli_vm_follow(rest_count - 2, rest + 2, opts.json, call_agent_for, &opts);
+        if (rc >= 0)
+            goto out;
     }
     int consumed = 0;
     const cli_command_t *command = match_command(rest_count, rest, &consumed);

@@ -83,6 +83,10 @@ static const schema_key_t schema[] = {
                 "VM backend: kvm, process (guest processes), or auto (kvm when /dev/kvm works).",
                 .choices = backend_choices },
       FIELD(agent.backend) },
+    { .info = { "agent", "vm_heartbeat_timeout", CONFIG_DURATION, "10s",
+                "VM monitoring: a VM whose guest heartbeated, then fell silent this long, is "
+                "reset (at most 3 times per power-on). 0 turns monitoring off.", 0, 60 * MS_MINUTE, NULL },
+      FIELD(agent.vm_heartbeat_timeout_ms) },
 
     /* [ports] */
     PORT("control", control, "7400", "Control API: ZeroMQ + CURVE, tcp."),

@@ -99,6 +99,7 @@ typedef struct {
         size_t join_count;
         uint32_t voters;
         config_backend_t backend;
+        uint64_t vm_heartbeat_timeout_ms;   /* VM monitoring; 0 = off */
     } agent;
     struct {
         uint16_t control, raft, gossip, migration, http;

@@ -47,7 +47,32 @@ cred=$work/ferry-dev-$(id -u).cred
 chmod 600 "$work/wrong.cred"
 run "$FERRYCTL" --cred "$work/wrong.cred" host show || echo "(exit code $?)"
 
-say "5. a three-host cluster on loopback: gossip membership and Raft"
+say "5. a VM: the create and the power-on go through Raft; the owner (this agent) runs it"
+if (exec 3<>/dev/kvm) 2>/dev/null; then
+    # The agent registers its host in the cluster state shortly after start.
+    for _ in $(seq 1 100); do
+        "$FERRYCTL" --json cluster status | grep -q '"hosts": [1-9]' && break
+        sleep 0.1
+    done
+    run "$FERRYCTL" vm create web1 --memory 64M --profile web:hot=16M,rate=8M --start
+    for _ in $(seq 1 300); do
+        "$FERRYCTL" --json vm show web1 | grep -q '"heartbeats": [1-9]' && break
+        sleep 0.1
+    done
+    sleep 2   # a couple of measurement rounds, so CPU and dirty rate show
+    run "$FERRYCTL" vm list
+    run "$FERRYCTL" vm show web1
+    printf '$ %s\n' "$FERRYCTL vm console web1 | tail -n 4"
+    "$FERRYCTL" vm console web1 | tail -n 4
+    run "$FERRYCTL" vm create web2 --memory 100T || echo "(exit code $?)"
+    run "$FERRYCTL" vm stop web1
+    run "$FERRYCTL" vm delete web1
+else
+    echo "(skipped: no usable /dev/kvm here)"
+fi
+
+
+say "6. a three-host cluster on loopback: gossip membership and Raft"
 for i in 1 2 3; do
     d=$work/h$i
     mkdir -p "$d"
@@ -98,4 +123,4 @@ done
 echo "new leader: $now, seen $(( ($(date +%s%N) - start) / 1000000 )) ms after the kill (polling through ferryctl)"
 run "$FERRYCTL" --cred "$work/h$survivor/state/admin.cred" cluster status
 
-say "done: the agents stop on SIGTERM; the dev agent removes its state dir"
+say "done: the agents stop on SIGTERM; the dev agent powers its VMs off and removes its state dir"
