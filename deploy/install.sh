@@ -45,7 +45,7 @@ root=${root%/}
 bindir=$prefix/bin
 docdir=$prefix/share/doc/ferry
 
-for f in "$build/ferryd" "$build/ferryctl"; do
+for f in "$build/ferryd" "$build/ferryctl" "$build/guest/ferry-guest.elf"; do
     [ -x "$f" ] || die "$f missing: build first (cmake -S . -B build && make -C build) or pass --build-dir"
 done
 [ -z "$config" ] || [ -r "$config" ] || die "cannot read --config $config"
@@ -81,6 +81,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 put 755 "$build/ferryd" "$bindir/ferryd"
 put 755 "$build/ferryctl" "$bindir/ferryctl"
+put 644 "$build/guest/ferry-guest.elf" "$prefix/lib/ferry/ferry-guest.elf"
 dir 755 /etc/ferry
 dir 700 /var/lib/ferry
 put 644 "$here/examples/host1.conf" /etc/ferry/ferry.conf.example

@@ -31,11 +31,19 @@ const char *vm_default_kernel_path(void)
     const char *env = getenv("FERRY_GUEST_IMAGE");
     if (env && *env)
         return env;
+    /* The image built with this tree, else where install.sh and the
+     * container image put it. */
+    static const char *const candidates[] = {
 #ifdef FERRY_GUEST_IMAGE
-    return FERRY_GUEST_IMAGE;
-#else
-    return "ferry-guest.elf";
+        FERRY_GUEST_IMAGE,
 #endif
+        "/usr/local/lib/ferry/ferry-guest.elf",
+        "/usr/lib/ferry/ferry-guest.elf",
+    };
+    for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++)
+        if (access(candidates[i], R_OK) == 0)
+            return candidates[i];
+    return candidates[0];
 }
 
 /* MemAvailable from /proc/meminfo, in bytes; 0 if unknown. */

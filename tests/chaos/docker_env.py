@@ -217,9 +217,14 @@ def build_image(source_dir, build_dir, work_dir, from_source=False, timeout=1200
         _build(ctx, dockerfile, RUNTIME_IMAGE, timeout, target="runtime", log_path=log_path)
         for b in binaries:
             shutil.copy2(b, ctx)
+        guest = os.path.join(build_dir, "guest", "ferry-guest.elf")
+        if not os.path.isfile(guest):
+            raise RuntimeError(f"{guest} missing: build first (make -C {build_dir})")
+        shutil.copy2(guest, ctx)
         with open(os.path.join(ctx, "Dockerfile.binaries"), "w") as f:
             f.write(f"FROM {RUNTIME_IMAGE}\nLABEL {IMAGE_LABEL}\n"
-                    "COPY ferryd ferryctl /usr/local/bin/\n")
+                    "COPY ferryd ferryctl /usr/local/bin/\n"
+                    "COPY ferry-guest.elf /usr/local/lib/ferry/\n")
         _build(ctx, os.path.join(ctx, "Dockerfile.binaries"), IMAGE, timeout, log_path=log_path)
         shutil.rmtree(ctx, ignore_errors=True)
         # the image this build replaced is now untagged: drop it (ours only)

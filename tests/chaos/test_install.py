@@ -26,6 +26,11 @@ class Install(unittest.TestCase):
             with open(path, "w") as f:
                 f.write(f"#!/bin/sh\necho {name}\n")
             os.chmod(path, 0o755)
+        os.makedirs(os.path.join(self.build, "guest"))
+        guest = os.path.join(self.build, "guest", "ferry-guest.elf")
+        with open(guest, "w") as f:
+            f.write("not really a kernel\n")
+        os.chmod(guest, 0o755)
 
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
