@@ -1,10 +1,13 @@
 /* peers.c - see peers.h. */
 #include "agent/peers.h"
 #include "agent/membership/gossip.h"
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/wire.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define GOSSIP_TICK_MS 10
 #define LEAVE_WAIT_MS 500
@@ -21,7 +24,58 @@ struct peers {
     int fds[4];
     int fd_count;
     swim_record_t record;
+    bool known_dirty;        /* the member list changed since peers.known was written */
+    int64_t known_written_ms;
 };
+
+/* <state_dir>/peers.known lists the gossip addresses of the members this
+ * agent knew. A restarted agent joins them as well as its configured seeds,
+ * so even the host that founded the cluster (and has no seeds) finds its
+ * way back after a restart. */
+static void known_path(const peers_t *self, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/peers.known", self->cfg.config->agent.state_dir);
+}
+
+static void write_known(peers_t *self)
+{
+    char text[8192];
+    size_t used = 0;
+    used += (size_t)snprintf(text, sizeof(text), "# gossip addresses of known members (rewritten by ferryd)\n");
+    for (size_t i = 1; i < gossip_member_count(self->gossip) && used < sizeof(text) - 80; i++) {
+        swim_member_t m;
+        if (gossip_member_at(self->gossip, i, &m) == 0 && m.state != SWIM_LEFT)
+            used += (size_t)snprintf(text + used, sizeof(text) - used, "%s\n", m.addr);
+    }
+    char path[1100];
+    known_path(self, path, sizeof(path));
+    int rc = fs_write_atomic(path, text, used, 0600);
+    if (rc != 0)
+        log_warn("peers", "cannot write %s: %s", path, strerror(-rc));
+    self->known_dirty = false;
+    self->known_written_ms = zclock_mono();
+}
+
+/* Appends the addresses in peers.known to `join` (comma separated). */
+static void read_known(const peers_t *self, char *join, size_t cap)
+{
+    char path[1100], *text = NULL;
+    known_path(self, path, sizeof(path));
+    if (fs_read_small(path, 64 * 1024, &text, NULL) != 0)
+        return;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] == '#' || !line[0] || strlen(line) > 64 || strstr(join, line))
+            continue;
+        struct sockaddr_storage addr;
+        unsigned addr_len;
+        if (gossip_parse_addr(line, &addr, &addr_len) != 0)
+            continue;   /* a damaged line is skipped, not fatal */
+        size_t len = strlen(join);
+        snprintf(join + len, cap - len, "%s%s", len ? "," : "", line);
+    }
+    free(text);
+}
 
 static void build_record(peers_t *self)
 {
@@ -80,6 +134,8 @@ static void drain_events(peers_t *self)
     while (gossip_next_event(self->gossip, &ev)) {
         if (strcmp(ev.name, self->name) == 0)
             continue;
+        if (ev.type != SWIM_EVENT_SUSPECT)
+            self->known_dirty = true;
         switch (ev.type) {
         case SWIM_EVENT_JOINED:
         case SWIM_EVENT_UPDATED:
@@ -106,6 +162,8 @@ static int on_tick(zloop_t *loop, int timer_id, void *arg)
     peers_t *self = arg;
     gossip_tick(self->gossip);
     drain_events(self);
+    if (self->known_dirty && zclock_mono() - self->known_written_ms >= 1000)
+        write_known(self);
     return 0;
 }
 
@@ -167,6 +225,7 @@ peers_t *peers_new(const peers_config_t *cfg, zloop_t *loop, control_t *control,
     for (size_t i = 0; i < c->agent.join_count; i++)
         snprintf(join + strlen(join), sizeof(join) - strlen(join), "%s%s:%u", i ? "," : "", c->agent.join[i].host,
                  c->agent.join[i].port);
+    read_known(self, join, sizeof(join));
     swim_config_t swim;
     swim_config_default(&swim);
     swim.probe_interval_us = c->cluster.probe_interval_ms * 1000;
