@@ -15,6 +15,8 @@
  *     24 u64 state bytes (cold: the saved state's size; live: 0)
  *     32 image id [32] (cold: which image, for resuming; live: zeros)
  *     64 name, then cmdline (no terminators)
+ *   MANIFEST          cold only, right after DESCRIBE: the image's manifest
+ *                     (image.h), whose id DESCRIBE named
  *   PASS_END          u32 pass  u32 0  u64 pages sent in the pass
  *   STATE             one piece of the saved vCPU/device state:
  *                     u32 total bytes  u32 offset  then the piece's bytes
@@ -62,6 +64,7 @@ typedef enum {
     MIGRATION_RECORD_READY,
     MIGRATION_RECORD_OUTCOME,
     MIGRATION_RECORD_CHECKPOINT,
+    MIGRATION_RECORD_MANIFEST,
 } migration_record_t;
 
 typedef enum {
