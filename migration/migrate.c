@@ -346,6 +346,10 @@ bool session_report(migration_session_t *s, bool force)
     pr->bytes_sent = s->stream ? stream_sender_stats(s->stream).wire_bytes : 0;
     pr->rate_Bps = rate_Bps(&s->rate);
     pr->elapsed_ms = migration_ms_between(s->start_ns, now);
+    /* Pages the guest wrote into holes after the count make a pass longer
+     * than announced: the bar stops at 100. */
+    if (pr->pass_pages_sent > pr->pass_pages)
+        pr->pass_pages = pr->pass_pages_sent;
     pr->percent = pr->pass_pages ? 100.0 * (double)pr->pass_pages_sent / (double)pr->pass_pages
                                  : 100.0;
     if (!s->cb)
