@@ -2,11 +2,11 @@
  * layouts (image.h) and their bounded decoders. Pure. */
 #include "migration/image.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <string.h>
 #include <sodium.h>
 
+#include "migration/migrate_wire.h"
 #include "migration/stream_wire.h"
 
 static const uint8_t manifest_magic[4] = { 'F', 'I', 'M', 'G' };
@@ -33,24 +33,6 @@ static void checksum(const uint8_t *data, size_t len, uint8_t out[IMAGE_HASH_BYT
     crypto_generichash(out, IMAGE_HASH_BYTES, data, len, NULL, 0);
 }
 
-static bool name_ok(const char *name, size_t len)
-{
-    if (len == 0 || len > VM_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (!isalnum((unsigned char)name[i]) && !strchr("-_.", name[i]))
-            return false;
-    return true;
-}
-
-static bool printable(const char *text, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)text[i] < 0x20 || (unsigned char)text[i] > 0x7e)
-            return false;
-    return true;
-}
-
 static int check_manifest(const image_manifest_t *m, size_t name_len, size_t cmdline_len,
                           const char **why)
 {
@@ -61,9 +43,9 @@ static int check_manifest(const image_manifest_t *m, size_t name_len, size_t cmd
         return fail(why, "vCPU count out of range");
     if (m->state_bytes == 0 || m->state_bytes > VM_STATE_MAX_BYTES)
         return fail(why, "state size out of range");
-    if (!name_ok(m->name, name_len))
+    if (!migration_name_ok(m->name, name_len))
         return fail(why, "VM name empty, too long or with characters other than [A-Za-z0-9._-]");
-    if (cmdline_len > GUEST_CMDLINE_MAX || !printable(m->cmdline, cmdline_len))
+    if (cmdline_len > GUEST_CMDLINE_MAX || !migration_text_ok(m->cmdline, cmdline_len))
         return fail(why, "command line too long or not printable");
     return 0;
 }

@@ -24,19 +24,17 @@ static bool all_zero(const uint8_t *p, size_t len)
     return acc == 0;
 }
 
-/* The rules vm_new applies to names, so a name that passes here is one the
- * receiver can create a VM with. */
-static bool name_ok(const char *name, size_t len)
+bool migration_name_ok(const char *name, size_t len)
 {
     if (len == 0 || len > VM_NAME_MAX)
         return false;
-    for (size_t i = 0; i < len; i++)
-        if (!isalnum((unsigned char)name[i]) && !strchr("-_.", name[i]))
+    for (size_t i = 0; i < len; i++)   /* (strchr would find the NUL in "-_.") */
+        if (name[i] == '\0' || (!isalnum((unsigned char)name[i]) && !strchr("-_.", name[i])))
             return false;
     return true;
 }
 
-static bool printable(const char *text, size_t len)
+bool migration_text_ok(const char *text, size_t len)
 {
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)text[i] < 0x20 || (unsigned char)text[i] > 0x7e)
@@ -56,9 +54,9 @@ static int check_describe(const migration_describe_t *d, size_t name_len, size_t
         return fail(why, "memory size is not a whole MiB within the VM limits");
     if (d->vcpus < 1 || d->vcpus > VM_MAX_VCPUS)
         return fail(why, "vCPU count out of range");
-    if (!name_ok(d->name, name_len))
+    if (!migration_name_ok(d->name, name_len))
         return fail(why, "VM name empty, too long or with characters other than [A-Za-z0-9._-]");
-    if (cmdline_len > GUEST_CMDLINE_MAX || !printable(d->cmdline, cmdline_len))
+    if (cmdline_len > GUEST_CMDLINE_MAX || !migration_text_ok(d->cmdline, cmdline_len))
         return fail(why, "command line too long or not printable");
     if (d->kind == MIGRATION_KIND_LIVE && (d->state_bytes || !all_zero(d->image_id, MIGRATION_HASH_BYTES)))
         return fail(why, "a live migration carries no image id or state size");
@@ -183,7 +181,8 @@ size_t migration_outcome_encode(bool committed, const char *reason, uint8_t *out
         return 0;
     memset(out, 0, 8);
     out[0] = committed ? 1 : 0;
-    memcpy(out + 8, reason, reason_len);
+    if (reason_len)
+        memcpy(out + 8, reason, reason_len);
     return 8 + reason_len;
 }
 

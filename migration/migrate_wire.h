@@ -91,6 +91,12 @@ typedef struct {
     uint8_t image_id[MIGRATION_HASH_BYTES];
 } migration_describe_t;
 
+/* The rules vm_new applies to VM names ([A-Za-z0-9._-], 1..VM_NAME_MAX), so
+ * a name that passes is one a receiver can create a VM with. */
+bool migration_name_ok(const char *name, size_t len);
+/* Printable ASCII only (command lines, reasons). */
+bool migration_text_ok(const char *text, size_t len);
+
 /* Returns the bytes written (at most MIGRATION_DESCRIBE_MAX), or 0 if the
  * description itself is out of bounds. */
 size_t migration_describe_encode(const migration_describe_t *d, uint8_t *out, size_t cap);

@@ -90,6 +90,7 @@ static void test_describe_rejects_bad_fields(void **state)
         { 24, 8, 5, "live" },                        /* a live migration with a state size */
         { 40, 1, 1, "live" },                        /* ... or an image id */
         { 64, 1, ' ', "name" },                      /* a space in the name */
+        { 65, 1, 0, "name" },                        /* a NUL in the name (found by fuzzing) */
         { 70, 1, '\n', "command line" },             /* a control byte in the cmdline */
     };
     migration_describe_t d = sample_live();
