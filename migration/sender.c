@@ -24,6 +24,8 @@ typedef struct {
     unsigned throttle;                   /* current level we set */
     bool cancellable;                    /* false from the switchover on */
     int64_t pause_ns;
+    int64_t step_ns[4];                  /* switchover: paused, pages sent, state sent,
+                                            verified (for the debug log) */
 } live_t;
 
 /* --- sending pages ------------------------------------------------------------- */
@@ -171,8 +173,11 @@ static int precopy(live_t *l)
             .bandwidth_Bps = rate_Bps(&l->s.rate),
         });
         l->s.out->passes = pass;
-        log_debug("migration", "pass %u: %llu pages sent, %llu dirty, %s, stun %llu us", pass,
+        log_debug("migration", "pass %u: %llu pages, %llu bytes in %.1f ms (%llu B/s "
+                  "estimated); %llu dirty, %s, stun %llu us", pass,
                   (unsigned long long)l->s.progress.pass_pages_sent,
+                  (unsigned long long)(wire_now - wire_before),
+                  (double)(sent_at - pass_start) / 1e6, (unsigned long long)rate_Bps(&l->s.rate),
                   (unsigned long long)remaining, policy_action_name(d.action),
                   (unsigned long long)d.predicted_stun_us);
         if (d.action == POLICY_THROTTLE) {
@@ -233,6 +238,7 @@ static int stop_and_copy(live_t *l)
         if (vm_pause(l->vm) != 0)
             return session_fail(&l->s, MIGRATION_ERR_VM, "cannot pause the vCPUs");
         l->paused_by_us = true;
+        l->step_ns[0] = migration_now_ns();
     } else if (st.state != VM_PAUSED) {
         return session_fail(&l->s, MIGRATION_ERR_VM, "the VM stopped during pre-copy: %s",
                             st.stop_reason);
@@ -245,6 +251,7 @@ static int stop_and_copy(live_t *l)
     int rc = send_dirty_pages(l);
     if (rc)
         return rc;
+    l->step_ns[1] = migration_now_ns();
 
     uint8_t *state = malloc(VM_STATE_MAX_BYTES);
     size_t state_len = 0;
@@ -258,6 +265,7 @@ static int stop_and_copy(live_t *l)
     free(state);
     if (rc || (rc = session_send_ready(&l->s)))
         return rc;
+    l->step_ns[2] = migration_now_ns();
 
     /* The receiver loads the state and hashes while we hash here. */
     uint8_t mine[MIGRATION_HASH_BYTES], theirs[MIGRATION_HASH_BYTES];
@@ -266,6 +274,7 @@ static int stop_and_copy(live_t *l)
     bool hashed = false;
     if ((rc = session_wait_verified(&l->s, &hashed, theirs)))
         return rc;
+    l->step_ns[3] = migration_now_ns();
     return p->verify_memory_hash ? session_compare_hashes(&l->s, mine, hashed, theirs) : 0;
 }
 
@@ -359,6 +368,14 @@ int migration_send(vm_t **vm_p, const migration_params_t *p, migration_progress_
         /* Ownership has moved: from here on the source never runs again. */
         if (session_confirm(&l->s) == 0) {
             out->downtime_ms = migration_ms_between(l->pause_ns, migration_now_ns());
+            log_debug("migration", "switchover: pause %.1f ms, %llu pages %.1f ms, state %.1f ms, "
+                      "load and verify %.1f ms, commit %.1f ms, resume confirmed after %.1f ms",
+                      migration_ms_between(l->pause_ns, l->step_ns[0]),
+                      (unsigned long long)out->final_pages,
+                      migration_ms_between(l->step_ns[0], l->step_ns[1]),
+                      migration_ms_between(l->step_ns[1], l->step_ns[2]),
+                      migration_ms_between(l->step_ns[2], l->step_ns[3]), out->commit_ms,
+                      out->downtime_ms);
         } else {
             out->error = MIGRATION_ERR_UNCONFIRMED;
             log_error("migration", "%s: committed to the destination, which did not confirm "

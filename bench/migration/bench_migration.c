@@ -13,6 +13,7 @@
  *   bench_migration                 sizes 1,4 GiB, warm-up 8 s
  *   FERRY_BENCH_SIZES_GIB=1 bench_migration
  *   FERRY_BENCH_WARMUP_S=4 bench_migration
+ *   FERRY_BENCH_LOG=debug bench_migration     the library's logs, each pass
  *
  * Progress goes to stderr. A row that cannot be measured says why. */
 #include <pthread.h>
@@ -248,9 +249,10 @@ static void cpu_model(char *out, size_t len)
 
 int main(void)
 {
-    log_level_t quiet;
-    if (log_level_parse("warn", &quiet) == 0)
-        log_set_level(quiet);
+    log_level_t level;   /* FERRY_BENCH_LOG=debug shows each pass */
+    const char *log_env = getenv("FERRY_BENCH_LOG");
+    if (log_level_parse(log_env ? log_env : "warn", &level) == 0)
+        log_set_level(level);
     const char *sizes_env = getenv("FERRY_BENCH_SIZES_GIB");
     const char *warmup_env = getenv("FERRY_BENCH_WARMUP_S");
     double warmup_s = warmup_env ? atof(warmup_env) : 8;
@@ -260,10 +262,15 @@ int main(void)
     char model[128];
     cpu_model(model, sizeof model);
     bool pvm = access("/sys/module/kvm_pvm", F_OK) == 0;
+    /* Both ends, the guest and other work share this machine's cores: the
+     * load says how much of them this run had. */
+    double load[3] = { 0 };
+    getloadavg(load, 3);
     printf("{\"bench\": \"migration\", \"machine\": {\"cpus\": %ld, \"model\": \"%s\", "
-           "\"kvm\": \"%s\", \"warmup_s\": %.1f},\n", sysconf(_SC_NPROCESSORS_ONLN), model,
+           "\"kvm\": \"%s\", \"loadavg_at_start\": %.2f, \"warmup_s\": %.1f},\n",
+           sysconf(_SC_NPROCESSORS_ONLN), model,
            pvm ? "kvm_pvm: no hardware virtualization, KVM emulates guest instructions"
-               : "hardware KVM", warmup_s);
+               : "hardware KVM", load[0], warmup_s);
     printf(" \"rows\": [");
     if (access("/dev/kvm", R_OK | W_OK) != 0) {
         row_skipped("all", "no /dev/kvm");
