@@ -156,6 +156,9 @@ typedef struct {
     uint8_t dest_hash[MIGRATION_HASH_BYTES];
     double downtime_ms;                   /* live: vCPUs paused -> destination resumed,
                                              commit callback included */
+    double stop_copy_ms;                  /* live: vCPUs paused -> last pages and state
+                                             handed to the network (what QEMU calls
+                                             downtime: no load, verify, commit, resume) */
     double commit_ms;                     /* inside the commit callback */
     double total_ms;                      /* the whole call */
     uint64_t bytes_sent;                  /* wire bytes (receiver: received) */

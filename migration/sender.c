@@ -124,12 +124,18 @@ static uint64_t wire_bytes(const live_t *l)
     return stream_sender_stats(l->s.stream).wire_bytes;
 }
 
+/* PASS_END, then wait until the receiver has consumed the pass: the pass's
+ * time then covers delivery (a fair rate sample), and nothing is left in
+ * flight that a switchover would have to wait for with the vCPUs paused. */
 static int end_pass(live_t *l, uint32_t pass)
 {
     uint8_t record[MIGRATION_PASS_END_SIZE];
     migration_pass_end_encode(pass, l->s.progress.pass_pages_sent, record);
-    return session_send_record(&l->s, MIGRATION_RECORD_PASS_END, record, sizeof record,
-                               "end of pass");
+    int rc = session_send_record(&l->s, MIGRATION_RECORD_PASS_END, record, sizeof record,
+                                 "end of pass");
+    if (!rc && (rc = stream_sender_drain(l->s.stream, l->s.p->io_timeout_ms)))
+        rc = session_stream_fail(&l->s, rc, "waiting for the pass to be consumed", false);
+    return rc;
 }
 
 static void report_decision(live_t *l, const policy_decision_t *d, uint64_t remaining)
@@ -266,6 +272,7 @@ static int stop_and_copy(live_t *l)
     if (rc || (rc = session_send_ready(&l->s)))
         return rc;
     l->step_ns[2] = migration_now_ns();
+    l->s.out->stop_copy_ms = migration_ms_between(l->pause_ns, l->step_ns[2]);
 
     /* The receiver loads the state and hashes while we hash here. */
     uint8_t mine[MIGRATION_HASH_BYTES], theirs[MIGRATION_HASH_BYTES];

@@ -187,6 +187,10 @@ int stream_send_record(stream_sender_t *self, uint8_t type, const void *data, si
 /* Seal and send every partly filled chunk. */
 int stream_flush(stream_sender_t *self);
 
+/* Flush, then wait until the receiver has consumed every chunk sent so far
+ * (the pipeline is empty: what is sent is in destination memory). */
+int stream_sender_drain(stream_sender_t *self, int timeout_ms);
+
 /* Send DONE and wait until the receiver has consumed every chunk. */
 int stream_sender_finish(stream_sender_t *self, int timeout_ms);
 

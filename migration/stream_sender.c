@@ -650,24 +650,37 @@ int stream_send_record(stream_sender_t *self, uint8_t type, const void *data, si
     return send_record(self, type, data, len);
 }
 
+/* Waits until every chunk sent so far has been acknowledged. */
+static int wait_consumed(stream_sender_t *self, int timeout_ms, const char *what)
+{
+    int64_t deadline = stream_now_ms() + timeout_ms;
+    for (uint32_t j = 0; j < self->stream_count; j++) {
+        while (unacknowledged(&self->streams[j]) > 0) {
+            int rc = pump_acks(self, deadline);
+            if (rc == STREAM_ERR_TIMEOUT)
+                return sender_fail(self, rc, "the receiver did not confirm %s within %d ms",
+                                   what, timeout_ms);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int stream_sender_drain(stream_sender_t *self, int timeout_ms)
+{
+    int rc = stream_flush(self);
+    return rc ? rc : wait_consumed(self, timeout_ms, "the chunks in flight");
+}
+
 int stream_sender_finish(stream_sender_t *self, int timeout_ms)
 {
     int rc = check_ready(self);
     if (rc)
         return rc;
-    if ((rc = send_record(self, STREAM_RECORD_DONE, NULL, 0)))
+    if ((rc = send_record(self, STREAM_RECORD_DONE, NULL, 0))
+        || (rc = wait_consumed(self, timeout_ms, "the end of the stream")))
         return rc;
-    int64_t deadline = stream_now_ms() + timeout_ms;
-    for (uint32_t j = 0; j < self->stream_count; j++) {
-        while (unacknowledged(&self->streams[j]) > 0) {
-            rc = pump_acks(self, deadline);
-            if (rc == STREAM_ERR_TIMEOUT)
-                return sender_fail(self, rc, "the receiver did not confirm the end of the "
-                                   "stream within %d ms", timeout_ms);
-            if (rc)
-                return rc;
-        }
-    }
     self->state = SENDER_FINISHED;
     return 0;
 }
