@@ -36,6 +36,13 @@
  * records are barriers: the receiver hands a record out only after every
  * page sent before it, on every parallel stream, is in memory.
  *
+ * The receiver can answer: stream_receiver_reply() sends a small sealed
+ * message back (the migration protocol's accept, verify and resume
+ * answers), which the sender reads with stream_sender_next_reply().
+ * stream_receiver_abort() tells the sender that the receiver gives up, and
+ * why: the sender's next call fails at once with STREAM_ERR_REJECTED
+ * instead of waiting for a timeout.
+ *
  * Every call returns 0 or a negative stream_error_t. Errors other than
  * STREAM_ERR_TIMEOUT from stream_receiver_next() are final: the object then
  * answers every call with the same error, and *_error() says what happened.
@@ -54,6 +61,8 @@
 #define STREAM_MIN_CHUNK_BYTES    (64 * 1024)
 #define STREAM_MAX_CHUNK_BYTES    (64 * 1024 * 1024)
 #define STREAM_MAX_WINDOW         64
+#define STREAM_REPLY_MAX_BYTES    (64 * 1024)   /* payload of one reply */
+#define STREAM_REPLY_ABORT        0             /* reply type reserved for abort */
 
 typedef enum {
     STREAM_OK = 0,
@@ -144,6 +153,13 @@ typedef struct {
     uint64_t dropped;              /* receiver: stray messages ignored */
 } stream_stats_t;
 
+/* A reply from the receiver, handed out by stream_sender_next_reply(). */
+typedef struct {
+    uint8_t type;                  /* 1..255, the caller's own meaning */
+    const uint8_t *data;           /* valid until the next call on the sender */
+    size_t len;
+} stream_reply_t;
+
 typedef struct stream_sender stream_sender_t;
 typedef struct stream_receiver stream_receiver_t;
 
@@ -171,8 +187,19 @@ int stream_send_record(stream_sender_t *self, uint8_t type, const void *data, si
 /* Seal and send every partly filled chunk. */
 int stream_flush(stream_sender_t *self);
 
+/* Flush, then wait until the receiver has consumed every chunk sent so far
+ * (the pipeline is empty: what is sent is in destination memory). */
+int stream_sender_drain(stream_sender_t *self, int timeout_ms);
+
 /* Send DONE and wait until the receiver has consumed every chunk. */
 int stream_sender_finish(stream_sender_t *self, int timeout_ms);
+
+/* The next reply from the receiver: 0 with *reply filled, STREAM_ERR_TIMEOUT
+ * when none came within timeout_ms (not final; 0 only looks at what already
+ * arrived), or a final error. Replies that arrive while the sender waits for
+ * acknowledgements are kept (up to 4) until asked for. Works after
+ * stream_sender_finish() too. */
+int stream_sender_next_reply(stream_sender_t *self, int timeout_ms, stream_reply_t *reply);
 
 stream_stats_t stream_sender_stats(const stream_sender_t *self);
 const char *stream_sender_cipher(const stream_sender_t *self);   /* "none" before the handshake */
@@ -193,6 +220,20 @@ int stream_receiver_accept(stream_receiver_t *self, int timeout_ms);
  * *event filled; STREAM_ERR_TIMEOUT when nothing arrived in time (not
  * final); STREAM_ERR_CLOSED after DONE was handed out. */
 int stream_receiver_next(stream_receiver_t *self, int timeout_ms, stream_event_t *event);
+
+/* Attach (or replace) the destination memory, for a receiver created
+ * without one that learns the size from the sender's first record. Pages
+ * consumed from then on land there; indices beyond it are a protocol error. */
+int stream_receiver_set_memory(stream_receiver_t *self, uint8_t *memory, size_t memory_bytes);
+
+/* Send a reply (type 1..255, up to STREAM_REPLY_MAX_BYTES) to the sender.
+ * Needs the handshake done; works after DONE too. */
+int stream_receiver_reply(stream_receiver_t *self, uint8_t type, const void *data, size_t len);
+
+/* Give up: tell the sender why (best effort) and fail this receiver with
+ * STREAM_ERR_CLOSED unless it failed already. Returns 0 if the sender could
+ * be told. */
+int stream_receiver_abort(stream_receiver_t *self, const char *reason);
 
 stream_stats_t stream_receiver_stats(const stream_receiver_t *self);
 const char *stream_receiver_cipher(const stream_receiver_t *self);

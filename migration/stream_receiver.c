@@ -185,14 +185,17 @@ const char *stream_receiver_endpoint(const stream_receiver_t *self)
 
 /* --- sending ------------------------------------------------------------------ */
 
-static void send_to(stream_receiver_t *self, const uint8_t *routing_id, size_t routing_id_len,
-                    const void *data, size_t len)
+/* 0, or -1 if ZeroMQ could not take the message (peer gone, queue full). */
+static int send_to(stream_receiver_t *self, const uint8_t *routing_id, size_t routing_id_len,
+                   const void *data, size_t len)
 {
     if (zmq_send(self->router, routing_id, routing_id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0
-        || zmq_send(self->router, data, len, ZMQ_DONTWAIT) < 0)
-        log_debug("migration", "stream receiver: reply not sent: %s", zmq_strerror(zmq_errno()));
-    else
-        self->stats.wire_bytes += len;
+        || zmq_send(self->router, data, len, ZMQ_DONTWAIT) < 0) {
+        log_debug("migration", "stream receiver: message not sent: %s", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    self->stats.wire_bytes += len;
+    return 0;
 }
 
 static void send_ack(stream_receiver_t *self, uint32_t j, uint64_t consumed)
@@ -208,6 +211,30 @@ static void send_ack(stream_receiver_t *self, uint32_t j, uint64_t consumed)
     stream_seal(&self->session.send[j], seq, message, STREAM_HEADER_SIZE, body,
                 STREAM_ACK_BODY_SIZE, body + STREAM_ACK_BODY_SIZE);
     send_to(self, st->routing_id, st->routing_id_len, message, sizeof message);
+}
+
+/* A REPLY on stream 0, in the seq space of its ACKs. */
+static int send_reply(stream_receiver_t *self, uint8_t type, const void *data, size_t len)
+{
+    receiver_stream_t *st = &self->streams[0];
+    size_t body_len = 1 + len;
+    size_t size = STREAM_HEADER_SIZE + body_len + STREAM_TAG_SIZE;
+    uint8_t *message = malloc(size);
+    if (!message)
+        return STREAM_ERR_NOMEM;
+    uint64_t seq = st->next_ack_seq++;
+    stream_header_encode(&(stream_header_t){ .type = STREAM_MSG_REPLY, .stream = 0,
+                                             .body_len = (uint32_t)body_len, .seq = seq },
+                         message);
+    uint8_t *body = message + STREAM_HEADER_SIZE;
+    body[0] = type;
+    if (len)
+        memcpy(body + 1, data, len);
+    stream_seal(&self->session.send[0], seq, message, STREAM_HEADER_SIZE, body, body_len,
+                body + body_len);
+    int rc = send_to(self, st->routing_id, st->routing_id_len, message, size);
+    free(message);
+    return rc == 0 ? 0 : STREAM_ERR_IO;
 }
 
 /* --- handshake ---------------------------------------------------------------- */
@@ -630,6 +657,47 @@ int stream_receiver_next(stream_receiver_t *self, int timeout_ms, stream_event_t
             return rc == 1 ? 0 : rc < 0 ? rc : STREAM_ERR_TIMEOUT;
         }
     }
+}
+
+int stream_receiver_set_memory(stream_receiver_t *self, uint8_t *memory, size_t memory_bytes)
+{
+    if (self->state == RECEIVER_FAILED)
+        return self->failure.code;
+    if (memory_bytes % STREAM_PAGE_SIZE != 0 || (memory_bytes && !memory))
+        return STREAM_ERR_INVALID;
+    self->cfg.memory = memory;
+    self->cfg.memory_bytes = memory_bytes;
+    self->page_limit = memory_bytes / STREAM_PAGE_SIZE;
+    for (uint32_t j = 0; j < STREAM_MAX_STREAMS; j++)   /* a chunk already being read */
+        self->streams[j].reader.page_limit = self->page_limit;
+    return 0;
+}
+
+int stream_receiver_reply(stream_receiver_t *self, uint8_t type, const void *data, size_t len)
+{
+    if (self->state == RECEIVER_FAILED)
+        return self->failure.code;
+    if (self->state != RECEIVER_READY && self->state != RECEIVER_DONE)
+        return STREAM_ERR_INVALID;
+    if (type == STREAM_REPLY_ABORT || len > STREAM_REPLY_MAX_BYTES || (len && !data))
+        return STREAM_ERR_INVALID;
+    int rc = send_reply(self, type, data, len);
+    if (rc)
+        return receiver_fail(self, rc, "cannot send a reply to the sender (gone?)");
+    return 0;
+}
+
+int stream_receiver_abort(stream_receiver_t *self, const char *reason)
+{
+    if (!reason)
+        reason = "";
+    size_t len = strnlen(reason, 200);
+    /* The sender can be told once stream 0 is joined: its key and route are known. */
+    int rc = self->stream_count && self->streams[0].joined
+                 ? send_reply(self, STREAM_REPLY_ABORT, reason, len) : STREAM_ERR_INVALID;
+    if (self->state != RECEIVER_FAILED)
+        receiver_fail(self, STREAM_ERR_CLOSED, "gave up: %.*s", (int)len, reason);
+    return rc;
 }
 
 stream_stats_t stream_receiver_stats(const stream_receiver_t *self)

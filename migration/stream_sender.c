@@ -45,6 +45,15 @@ typedef struct {
 
 typedef enum { SENDER_NEW, SENDER_READY, SENDER_FINISHED, SENDER_FAILED } sender_state_t;
 
+/* Replies from the receiver that arrived while we waited for something else. */
+#define REPLY_QUEUE 4
+
+typedef struct {
+    uint8_t type;
+    uint8_t *data;           /* malloc'd copy of the payload */
+    size_t len;
+} queued_reply_t;
+
 struct stream_sender {
     stream_sender_config_t cfg;
     char *endpoint;
@@ -57,6 +66,9 @@ struct stream_sender {
     stream_session_t session;
     sender_stream_t streams[STREAM_MAX_STREAMS];
     chunk_pool_t pool;
+    queued_reply_t replies[REPLY_QUEUE];
+    uint32_t reply_head, reply_count;
+    uint8_t *reply_handed_out;   /* payload of the last reply handed out */
     stream_stats_t stats;
     stream_failure_t failure;
 };
@@ -231,6 +243,9 @@ void stream_sender_destroy(stream_sender_t **self_p)
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     pool_destroy(&self->pool);
+    for (uint32_t i = 0; i < self->reply_count; i++)
+        free(self->replies[(self->reply_head + i) % REPLY_QUEUE].data);
+    free(self->reply_handed_out);
     stream_session_wipe(&self->session);
     sodium_memzero(&self->cfg.identity, sizeof self->cfg.identity);
     free(self->endpoint);
@@ -380,39 +395,79 @@ out:
     return rc;
 }
 
-/* --- acknowledgements ------------------------------------------------------ */
+/* --- acknowledgements and replies ------------------------------------------ */
 
-static int handle_ack(stream_sender_t *self, uint32_t j, zmq_msg_t *message)
+static int handle_ack(stream_sender_t *self, uint32_t j, const stream_header_t *header,
+                      const uint8_t *body)
+{
+    sender_stream_t *st = &self->streams[j];
+    if (header->body_len != STREAM_ACK_BODY_SIZE)
+        return sender_fail(self, STREAM_ERR_PROTOCOL, "stream %u: acknowledgement with a "
+                           "%u-byte body", j, header->body_len);
+    uint64_t consumed = stream_get_u64(body);
+    if (consumed <= st->acked || consumed >= st->next_seq)
+        return sender_fail(self, STREAM_ERR_PROTOCOL, "stream %u: acknowledges chunk %llu, "
+                           "which is not outstanding", j, (unsigned long long)consumed);
+    st->acked = consumed;
+    return 0;
+}
+
+static int handle_reply(stream_sender_t *self, const stream_header_t *header, const uint8_t *body)
+{
+    if (header->body_len < 1)
+        return sender_fail(self, STREAM_ERR_PROTOCOL, "reply without a type");
+    uint8_t type = body[0];
+    size_t len = header->body_len - 1;
+    if (type == STREAM_REPLY_ABORT) {
+        char reason[200];
+        size_t n = len < sizeof reason - 1 ? len : sizeof reason - 1;
+        for (size_t i = 0; i < n; i++)   /* text from the peer: printable only */
+            reason[i] = body[1 + i] >= 0x20 && body[1 + i] < 0x7f ? (char)body[1 + i] : '?';
+        reason[n] = '\0';
+        return sender_fail(self, STREAM_ERR_REJECTED, "the receiver at %s gave up: %s",
+                           self->endpoint, n ? reason : "no reason given");
+    }
+    if (self->reply_count == REPLY_QUEUE)
+        return sender_fail(self, STREAM_ERR_PROTOCOL, "more than %d replies unread",
+                           REPLY_QUEUE);
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy)
+        return sender_fail(self, STREAM_ERR_NOMEM, "no memory for a reply");
+    memcpy(copy, body + 1, len);
+    self->replies[(self->reply_head + self->reply_count) % REPLY_QUEUE] =
+        (queued_reply_t){ .type = type, .data = copy, .len = len };
+    self->reply_count++;
+    return 0;
+}
+
+/* One message from the receiver on stream j: an ACK, or (stream 0) a REPLY.
+ * Both share the stream's seq space, so each nonce is used once. */
+static int handle_message(stream_sender_t *self, uint32_t j, zmq_msg_t *message)
 {
     uint8_t *data = zmq_msg_data(message);
     size_t len = zmq_msg_size(message);
     sender_stream_t *st = &self->streams[j];
     stream_header_t header;
     const char *why = NULL;
-    if (stream_header_decode(data, len, STREAM_ACK_BODY_SIZE, &header, &why) != 0)
+    if (stream_header_decode(data, len, STREAM_REPLY_MAX_BODY, &header, &why) != 0)
         return sender_fail(self, STREAM_ERR_PROTOCOL, "stream %u: malformed message from the "
                            "receiver: %s", j, why);
-    if (header.type != STREAM_MSG_ACK || header.stream != j
-        || header.body_len != STREAM_ACK_BODY_SIZE)
+    bool reply = header.type == STREAM_MSG_REPLY && j == 0;
+    if ((header.type != STREAM_MSG_ACK && !reply) || header.stream != j)
         return sender_fail(self, STREAM_ERR_PROTOCOL, "stream %u: unexpected message type %u "
                            "from the receiver", j, header.type);
     if (header.seq != st->next_ack_seq)
-        return sender_fail(self, STREAM_ERR_SEQUENCE, "stream %u: acknowledgement seq %llu where "
-                           "%llu was expected (replayed or reordered)", j,
+        return sender_fail(self, STREAM_ERR_SEQUENCE, "stream %u: receiver message seq %llu "
+                           "where %llu was expected (replayed or reordered)", j,
                            (unsigned long long)header.seq, (unsigned long long)st->next_ack_seq);
     uint8_t *body = data + STREAM_HEADER_SIZE;
     if (stream_open(&self->session.recv[j], header.seq, data, STREAM_HEADER_SIZE, body,
-                    STREAM_ACK_BODY_SIZE, body + STREAM_ACK_BODY_SIZE) != 0)
-        return sender_fail(self, STREAM_ERR_TAMPERED, "stream %u: acknowledgement seq %llu "
+                    header.body_len, body + header.body_len) != 0)
+        return sender_fail(self, STREAM_ERR_TAMPERED, "stream %u: receiver message seq %llu "
                            "failed authentication", j, (unsigned long long)header.seq);
-    uint64_t consumed = stream_get_u64(body);
-    if (consumed <= st->acked || consumed >= st->next_seq)
-        return sender_fail(self, STREAM_ERR_PROTOCOL, "stream %u: acknowledges chunk %llu, "
-                           "which is not outstanding", j, (unsigned long long)consumed);
-    st->acked = consumed;
     st->next_ack_seq++;
     self->stats.wire_bytes += len;
-    return 0;
+    return reply ? handle_reply(self, &header, body) : handle_ack(self, j, &header, body);
 }
 
 /* Reads every acknowledgement that arrives before the deadline; returns
@@ -433,7 +488,7 @@ static int pump_acks(stream_sender_t *self, int64_t deadline_ms)
         zmq_msg_t message;
         zmq_msg_init(&message);
         while (zmq_msg_recv(&message, self->sockets[j], ZMQ_DONTWAIT) >= 0) {
-            int rc = handle_ack(self, j, &message);
+            int rc = handle_message(self, j, &message);
             if (rc) {
                 zmq_msg_close(&message);
                 return rc;
@@ -595,25 +650,62 @@ int stream_send_record(stream_sender_t *self, uint8_t type, const void *data, si
     return send_record(self, type, data, len);
 }
 
+/* Waits until every chunk sent so far has been acknowledged. */
+static int wait_consumed(stream_sender_t *self, int timeout_ms, const char *what)
+{
+    int64_t deadline = stream_now_ms() + timeout_ms;
+    for (uint32_t j = 0; j < self->stream_count; j++) {
+        while (unacknowledged(&self->streams[j]) > 0) {
+            int rc = pump_acks(self, deadline);
+            if (rc == STREAM_ERR_TIMEOUT)
+                return sender_fail(self, rc, "the receiver did not confirm %s within %d ms",
+                                   what, timeout_ms);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int stream_sender_drain(stream_sender_t *self, int timeout_ms)
+{
+    int rc = stream_flush(self);
+    return rc ? rc : wait_consumed(self, timeout_ms, "the chunks in flight");
+}
+
 int stream_sender_finish(stream_sender_t *self, int timeout_ms)
 {
     int rc = check_ready(self);
     if (rc)
         return rc;
-    if ((rc = send_record(self, STREAM_RECORD_DONE, NULL, 0)))
+    if ((rc = send_record(self, STREAM_RECORD_DONE, NULL, 0))
+        || (rc = wait_consumed(self, timeout_ms, "the end of the stream")))
         return rc;
-    int64_t deadline = stream_now_ms() + timeout_ms;
-    for (uint32_t j = 0; j < self->stream_count; j++) {
-        while (unacknowledged(&self->streams[j]) > 0) {
-            rc = pump_acks(self, deadline);
-            if (rc == STREAM_ERR_TIMEOUT)
-                return sender_fail(self, rc, "the receiver did not confirm the end of the "
-                                   "stream within %d ms", timeout_ms);
-            if (rc)
-                return rc;
-        }
-    }
     self->state = SENDER_FINISHED;
+    return 0;
+}
+
+int stream_sender_next_reply(stream_sender_t *self, int timeout_ms, stream_reply_t *reply)
+{
+    if (self->state == SENDER_FAILED)
+        return self->failure.code;
+    if (self->state == SENDER_NEW || !reply)
+        return STREAM_ERR_INVALID;
+    free(self->reply_handed_out);
+    self->reply_handed_out = NULL;
+    int64_t deadline = stream_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    while (self->reply_count == 0) {
+        int rc = pump_acks(self, deadline);
+        if (rc == STREAM_ERR_TIMEOUT && self->reply_count == 0)
+            return rc;
+        if (rc && rc != STREAM_ERR_TIMEOUT)
+            return rc;
+    }
+    queued_reply_t *next = &self->replies[self->reply_head];
+    self->reply_head = (self->reply_head + 1) % REPLY_QUEUE;
+    self->reply_count--;
+    self->reply_handed_out = next->data;
+    *reply = (stream_reply_t){ .type = next->type, .data = next->data, .len = next->len };
     return 0;
 }
 

@@ -208,7 +208,7 @@ int stream_header_decode(const uint8_t *data, size_t len, uint32_t max_body,
         return fail(why, "unsupported protocol version");
     header->type = data[1];
     if (header->type != STREAM_MSG_JOIN && header->type != STREAM_MSG_DATA
-        && header->type != STREAM_MSG_ACK)
+        && header->type != STREAM_MSG_ACK && header->type != STREAM_MSG_REPLY)
         return fail(why, "unknown message type");
     header->stream = stream_get_u16(data + 2);
     header->body_len = stream_get_u32(data + 4);

@@ -25,6 +25,10 @@
  *   JOIN  sender -> receiver, seq 0, empty body: binds a connection to a stream
  *   DATA  sender -> receiver, seq 1, 2, ...: a chunk of body entries
  *   ACK   receiver -> sender, seq 0, 1, ...: body u64 = last DATA seq consumed
+ *   REPLY receiver -> sender, stream 0 only, in the same seq space as that
+ *         stream's ACKs: body u8 reply type, then up to STREAM_REPLY_MAX_BYTES
+ *         of payload. Type 0 (STREAM_REPLY_ABORT) carries the receiver's
+ *         reason for giving up, as text.
  *
  * A DATA body is a run of entries, each starting with a u64 tag word whose
  * low byte is the kind:
@@ -64,7 +68,11 @@ typedef enum {
     STREAM_MSG_JOIN = 16,
     STREAM_MSG_DATA = 17,
     STREAM_MSG_ACK = 18,
+    STREAM_MSG_REPLY = 19,
 } stream_msg_type_t;
+
+/* The largest body a receiver -> sender message can have (a REPLY). */
+#define STREAM_REPLY_MAX_BODY   (1 + STREAM_REPLY_MAX_BYTES)
 
 typedef enum {
     STREAM_REJECT_MALFORMED = 1,

@@ -18,6 +18,7 @@
 #include "migration/stream.h"
 #include "migration/stream_crypto.h"
 #include "migration/stream_wire.h"
+#include "mitm_proxy.h"
 
 #define PAGES 2048   /* 8 MiB images */
 #define LONG_MS 10000
@@ -169,128 +170,6 @@ static receiver_run_t *receiver_start(stream_receiver_t *receiver)
 static void receiver_join(receiver_run_t *run)
 {
     pthread_join(run->thread, NULL);
-}
-
-/* --- a man in the middle ---------------------------------------------------------- */
-
-typedef enum {
-    PROXY_FORWARD,      /* pass everything */
-    PROXY_TAMPER,       /* flip a bit in message `target` */
-    PROXY_REPLAY,       /* send message `target` again after the next one */
-    PROXY_SWAP,         /* send message `target` after the next one */
-    PROXY_TRUNCATE,     /* cut message `target` short */
-    PROXY_SCRAMBLE,     /* replace message `target` with random bytes */
-} proxy_mode_t;
-
-typedef struct {
-    void *ctx, *front, *back;
-    char endpoint[256];
-    proxy_mode_t mode;
-    int target;         /* sender->receiver messages: 0 HELLO, 1 JOIN, 2.. DATA */
-    atomic_bool stop;
-    pthread_t thread;
-} proxy_t;
-
-static void forward(void *socket, zmq_msg_t *routing_id, const void *data, size_t len)
-{
-    if (routing_id)
-        zmq_send(socket, zmq_msg_data(routing_id), zmq_msg_size(routing_id), ZMQ_SNDMORE);
-    zmq_send(socket, data, len, 0);
-}
-
-static void *proxy_main(void *arg)
-{
-    proxy_t *proxy = arg;
-    zmq_msg_t routing_id, payload;
-    zmq_msg_init(&routing_id);
-    zmq_msg_init(&payload);
-    uint8_t *held = NULL;
-    size_t held_len = 0;
-    int count = 0;
-    rng_t rng;
-    rng_seed(&rng, 99);
-    while (!atomic_load(&proxy->stop)) {
-        zmq_pollitem_t items[2] = { { .socket = proxy->front, .events = ZMQ_POLLIN },
-                                    { .socket = proxy->back, .events = ZMQ_POLLIN } };
-        if (zmq_poll(items, 2, 20) <= 0)
-            continue;
-        if (items[1].revents & ZMQ_POLLIN) {   /* receiver -> sender: pass */
-            zmq_msg_recv(&payload, proxy->back, 0);
-            forward(proxy->front, &routing_id, zmq_msg_data(&payload), zmq_msg_size(&payload));
-        }
-        if (!(items[0].revents & ZMQ_POLLIN))
-            continue;
-        zmq_msg_recv(&routing_id, proxy->front, 0);
-        zmq_msg_recv(&payload, proxy->front, 0);
-        uint8_t *data = zmq_msg_data(&payload);
-        size_t len = zmq_msg_size(&payload);
-        int index = count++;
-        if (index == proxy->target) {
-            switch (proxy->mode) {
-            case PROXY_TAMPER:
-                data[len / 2] ^= 0x01;
-                break;
-            case PROXY_TRUNCATE:
-                len = len / 3;
-                break;
-            case PROXY_SCRAMBLE:
-                for (size_t i = 0; i < len; i++)
-                    data[i] = (uint8_t)rng_next(&rng);
-                break;
-            case PROXY_REPLAY:
-            case PROXY_SWAP:
-                held = malloc(len);
-                memcpy(held, data, len);
-                held_len = len;
-                if (proxy->mode == PROXY_SWAP)
-                    continue;
-                break;
-            default:
-                break;
-            }
-        }
-        forward(proxy->back, NULL, data, len);
-        if (held && index == proxy->target + 1) {
-            forward(proxy->back, NULL, held, held_len);
-            free(held);
-            held = NULL;
-        }
-    }
-    free(held);
-    zmq_msg_close(&routing_id);
-    zmq_msg_close(&payload);
-    return NULL;
-}
-
-static proxy_t *proxy_start(const char *receiver_endpoint, proxy_mode_t mode, int target)
-{
-    proxy_t *proxy = calloc(1, sizeof *proxy);
-    proxy->mode = mode;
-    proxy->target = target;
-    proxy->ctx = zmq_ctx_new();
-    proxy->front = zmq_socket(proxy->ctx, ZMQ_ROUTER);
-    proxy->back = zmq_socket(proxy->ctx, ZMQ_DEALER);
-    int linger = 0;
-    zmq_setsockopt(proxy->front, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(proxy->back, ZMQ_LINGER, &linger, sizeof linger);
-    assert_int_equal(zmq_bind(proxy->front, "tcp://127.0.0.1:*"), 0);
-    size_t size = sizeof proxy->endpoint;
-    zmq_getsockopt(proxy->front, ZMQ_LAST_ENDPOINT, proxy->endpoint, &size);
-    assert_int_equal(zmq_connect(proxy->back, receiver_endpoint), 0);
-    pthread_create(&proxy->thread, NULL, proxy_main, proxy);
-    return proxy;
-}
-
-static void proxy_stop(proxy_t **proxy_p)
-{
-    proxy_t *proxy = *proxy_p;
-    atomic_store(&proxy->stop, true);
-    pthread_join(proxy->thread, NULL);
-    zmq_close(proxy->front);
-    zmq_close(proxy->back);
-    zmq_ctx_term(proxy->ctx);
-    free(proxy);
-    *proxy_p = NULL;
 }
 
 /* --- helpers ------------------------------------------------------------------------ */
@@ -715,6 +594,150 @@ static void test_window_bounds_the_sender(void **state)
     stream_receiver_destroy(&receiver);
 }
 
+/* --- replies, abort, late memory ------------------------------------------------------ */
+
+/* A receiver that answers: it learns the memory size from the first record,
+ * replies to it, takes the pages, and replies again after DONE. */
+typedef struct {
+    stream_receiver_t *receiver;
+    fixture_t *f;
+    bool abort_after_first_record;
+    pthread_t thread;
+    int rc;
+} answering_t;
+
+static void *answering_main(void *arg)
+{
+    answering_t *a = arg;
+    stream_event_t event;
+    a->rc = stream_receiver_accept(a->receiver, LONG_MS);
+    if (!a->rc)
+        a->rc = stream_receiver_next(a->receiver, LONG_MS, &event);
+    if (a->rc)
+        return NULL;
+    /* No cmocka asserts off the main thread: a wrong turn shows up in rc. */
+    if (event.type != STREAM_EVENT_RECORD || event.record_type != STREAM_RECORD_USER) {
+        a->rc = -100;
+        return NULL;
+    }
+    if (a->abort_after_first_record) {
+        a->rc = stream_receiver_abort(a->receiver, "no room for a VM of that size");
+        return NULL;
+    }
+    uint64_t pages = stream_get_u64(event.data);
+    if ((a->rc = stream_receiver_set_memory(a->receiver, a->f->destination,
+                                            pages * STREAM_PAGE_SIZE))
+        || (a->rc = stream_receiver_reply(a->receiver, 7, "room for it", 11)))
+        return NULL;
+    while ((a->rc = stream_receiver_next(a->receiver, LONG_MS, &event)) == 0) {
+        if (event.type == STREAM_EVENT_RECORD && event.record_type == STREAM_RECORD_DONE)
+            break;
+    }
+    if (!a->rc)
+        a->rc = stream_receiver_reply(a->receiver, 8, NULL, 0);   /* after DONE too */
+    return NULL;
+}
+
+static void test_receiver_replies_and_learns_memory_late(void **state)
+{
+    fixture_t *f = *state;
+    stream_receiver_config_t rcfg = receiver_config(f);
+    rcfg.memory = NULL;
+    rcfg.memory_bytes = 0;
+    stream_receiver_t *receiver = stream_receiver_new(&rcfg);
+    assert_non_null(receiver);
+    answering_t a = { .receiver = receiver, .f = f };
+    pthread_create(&a.thread, NULL, answering_main, &a);
+
+    stream_sender_config_t scfg = sender_config(f, stream_receiver_endpoint(receiver));
+    scfg.streams = 2;
+    stream_sender_t *sender = stream_sender_new(&scfg);
+    stream_reply_t reply;
+    assert_int_equal(stream_sender_next_reply(sender, 0, &reply), STREAM_ERR_INVALID);
+    assert_int_equal(stream_sender_handshake(sender, LONG_MS), 0);
+    assert_int_equal(stream_sender_next_reply(sender, 0, &reply), STREAM_ERR_TIMEOUT);
+    uint8_t size[8];
+    stream_put_u64(size, PAGES);
+    assert_int_equal(stream_send_record(sender, STREAM_RECORD_USER, size, sizeof size), 0);
+    assert_int_equal(stream_sender_next_reply(sender, LONG_MS, &reply), 0);
+    assert_int_equal(reply.type, 7);
+    assert_int_equal(reply.len, 11);
+    assert_memory_equal(reply.data, "room for it", 11);
+    /* Not final: the sender goes on. */
+    assert_int_equal(stream_sender_next_reply(sender, 0, &reply), STREAM_ERR_TIMEOUT);
+    uint64_t *indices = all_pages();
+    assert_int_equal(stream_send_pages(sender, f->source, indices, PAGES), 0);
+    free(indices);
+    assert_int_equal(stream_sender_finish(sender, LONG_MS), 0);
+    assert_int_equal(stream_sender_next_reply(sender, LONG_MS, &reply), 0);
+    assert_int_equal(reply.type, 8);
+    assert_int_equal(reply.len, 0);
+    pthread_join(a.thread, NULL);
+    assert_int_equal(a.rc, 0);
+    assert_memory_equal(f->source, f->destination, PAGES * STREAM_PAGE_SIZE);
+
+    /* Bad replies are refused without ending anything. */
+    assert_int_equal(stream_receiver_reply(receiver, STREAM_REPLY_ABORT, NULL, 0),
+                     STREAM_ERR_INVALID);
+    static uint8_t big[STREAM_REPLY_MAX_BYTES + 1];
+    assert_int_equal(stream_receiver_reply(receiver, 9, big, sizeof big), STREAM_ERR_INVALID);
+    assert_int_equal(stream_receiver_set_memory(receiver, f->destination, 100), STREAM_ERR_INVALID);
+    stream_sender_destroy(&sender);
+    stream_receiver_destroy(&receiver);
+}
+
+/* Pages beyond the memory the receiver has (none, here) end the stream. */
+static void test_pages_without_memory_are_refused(void **state)
+{
+    fixture_t *f = *state;
+    stream_receiver_config_t rcfg = receiver_config(f);
+    rcfg.memory = NULL;
+    rcfg.memory_bytes = 0;
+    stream_receiver_t *receiver = stream_receiver_new(&rcfg);
+    receiver_run_t *run = receiver_start(receiver);
+    stream_sender_config_t scfg = sender_config(f, stream_receiver_endpoint(receiver));
+    stream_sender_t *sender = stream_sender_new(&scfg);
+    assert_int_equal(stream_sender_handshake(sender, LONG_MS), 0);
+    assert_int_equal(stream_send_pages(sender, f->source, (uint64_t[]){ 0 }, 1), 0);
+    assert_int_equal(stream_flush(sender), 0);
+    receiver_join(run);
+    assert_int_equal(run->final_rc, STREAM_ERR_PROTOCOL);
+    assert_non_null(strstr(stream_receiver_error(receiver), "beyond destination memory"));
+    free(run);
+    stream_sender_destroy(&sender);
+    stream_receiver_destroy(&receiver);
+}
+
+/* A receiver that gives up says why, and the sender stops at once rather
+ * than after its timeout. */
+static void test_receiver_abort_reaches_the_sender(void **state)
+{
+    fixture_t *f = *state;
+    stream_receiver_config_t rcfg = receiver_config(f);
+    stream_receiver_t *receiver = stream_receiver_new(&rcfg);
+    answering_t a = { .receiver = receiver, .f = f, .abort_after_first_record = true };
+    pthread_create(&a.thread, NULL, answering_main, &a);
+    stream_sender_config_t scfg = sender_config(f, stream_receiver_endpoint(receiver));
+    scfg.timeout_ms = 60000;   /* a timeout would fail the test's own deadline */
+    stream_sender_t *sender = stream_sender_new(&scfg);
+    assert_int_equal(stream_sender_handshake(sender, LONG_MS), 0);
+    assert_int_equal(stream_send_record(sender, STREAM_RECORD_USER, "big VM", 6), 0);
+    pthread_join(a.thread, NULL);
+    assert_int_equal(a.rc, 0);
+    stream_reply_t reply;
+    assert_int_equal(stream_sender_next_reply(sender, LONG_MS, &reply), STREAM_ERR_REJECTED);
+    assert_non_null(strstr(stream_sender_error(sender), "no room for a VM of that size"));
+    /* Final on both ends. */
+    uint64_t *indices = all_pages();
+    assert_int_equal(stream_send_pages(sender, f->source, indices, PAGES), STREAM_ERR_REJECTED);
+    free(indices);
+    stream_event_t event;
+    assert_int_equal(stream_receiver_next(receiver, 0, &event), STREAM_ERR_CLOSED);
+    assert_non_null(strstr(stream_receiver_error(receiver), "gave up"));
+    stream_sender_destroy(&sender);
+    stream_receiver_destroy(&receiver);
+}
+
 static void test_invalid_configs_are_refused(void **state)
 {
     fixture_t *f = *state;
@@ -790,6 +813,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stray_connection_is_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_bounds_the_sender, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_configs_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_receiver_replies_and_learns_memory_late, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pages_without_memory_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_receiver_abort_reaches_the_sender, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
