@@ -67,8 +67,10 @@ typedef struct {
     double *latency_ms;
     int commits_done;
     char latency_why[WHY_LEN];
+    int latency_elections;          /* term changes during the phase; -1 unknown */
     throughput_t throughput;
     char throughput_why[WHY_LEN];
+    int throughput_elections;
     idle_t idle;
     char idle_why[WHY_LEN];
 } run_t;
@@ -120,6 +122,38 @@ static void phase_failed(cluster_t *c, const char *phase, const char *why)
     show_logs(c);
 }
 
+/* Commit latency (sequential) or throughput (concurrent) through the
+ * leader, with the elections the load caused. */
+static void load_phase(cluster_t *c, const options_t *opts, run_t *r, bool concurrent)
+{
+    char *why = concurrent ? r->throughput_why : r->latency_why;
+    int *elections = concurrent ? &r->throughput_elections : &r->latency_elections;
+    int leader, rc;
+    uint64_t term_before, term_after;
+    *elections = -1;
+    if (measure_wait_whole(c, FORM_DEADLINE_S, &leader, why, WHY_LEN) != 0 ||
+        measure_top_term(c, &term_before) != 0) {
+        phase_failed(c, concurrent ? "throughput" : "commit latency", why);
+        return;
+    }
+    if (concurrent)
+        rc = measure_throughput(c, leader, opts->clients, opts->throughput_s, &r->throughput, why, WHY_LEN);
+    else
+        rc = measure_commit_latency(c, leader, opts->commits, r->latency_ms, &r->commits_done, why, WHY_LEN);
+    if (measure_top_term(c, &term_after) == 0)
+        *elections = (int)(term_after - term_before);
+    if (rc != 0)
+        phase_failed(c, concurrent ? "throughput" : "commit latency", why);
+    if (concurrent)
+        fprintf(stderr, "bench raft: %s %d: %ld commits in %.1f s from %d clients through member %d, %ld errors%s%s; "
+                "%d elections\n", r->system, r->size, r->throughput.commits, r->throughput.seconds, opts->clients,
+                leader + 1, r->throughput.errors, r->throughput.errors ? ", the first: " : "",
+                r->throughput.first_error, *elections);
+    else
+        fprintf(stderr, "bench raft: %s %d: %d sequential commits through member %d; %d elections\n", r->system,
+                r->size, r->commits_done, leader + 1, *elections);
+}
+
 static void run_cluster(const options_t *opts, bool etcd, int size, rng_t *rng, run_t *r, double *load_max)
 {
     r->system = etcd ? "etcd" : "ferry";
@@ -156,19 +190,8 @@ static void run_cluster(const options_t *opts, bool etcd, int size, rng_t *rng, 
                 r->idle.leader_changes);
     *load_max = fmax(*load_max, load_1m());
 
-    if (measure_wait_whole(c, FORM_DEADLINE_S, &leader, r->latency_why, WHY_LEN) != 0 ||
-        measure_commit_latency(c, leader, opts->commits, r->latency_ms, &r->commits_done, r->latency_why,
-                               WHY_LEN) != 0)
-        phase_failed(c, "commit latency", r->latency_why);
-    fprintf(stderr, "bench raft: %s %d: %d sequential commits through member %d\n", r->system, size,
-            r->commits_done, leader + 1);
-
-    if (measure_wait_whole(c, FORM_DEADLINE_S, &leader, r->throughput_why, WHY_LEN) != 0 ||
-        measure_throughput(c, leader, opts->clients, opts->throughput_s, &r->throughput, r->throughput_why,
-                           WHY_LEN) != 0)
-        phase_failed(c, "throughput", r->throughput_why);
-    fprintf(stderr, "bench raft: %s %d: %ld commits in %.1f s from %d clients (%ld errors)\n", r->system, size,
-            r->throughput.commits, r->throughput.seconds, opts->clients, r->throughput.errors);
+    load_phase(c, opts, r, false);
+    load_phase(c, opts, r, true);
     *load_max = fmax(*load_max, load_1m());
 
     if (measure_failover(c, opts->kills, opts->poll_ms, rng, r->failover_ms, &r->kills_done, r->failover_why,
@@ -256,13 +279,13 @@ static summary_t summarize(double *v, int n)
     return s;
 }
 
-static void report_failover(const options_t *opts, const run_t *ferry, const run_t *etcd, const char *anchor_name,
+static void report_failover(const options_t *opts, run_t *ferry, run_t *etcd, const char *anchor_name,
                             const char *missing)
 {
     char name[200];
     int size = ferry->size;
-    summary_t f = summarize((double *)ferry->failover_ms, ferry->kills_done);
-    summary_t e = etcd ? summarize((double *)etcd->failover_ms, etcd->kills_done) : (summary_t){ 0 };
+    summary_t f = summarize(ferry->failover_ms, ferry->kills_done);
+    summary_t e = etcd ? summarize(etcd->failover_ms, etcd->kills_done) : (summary_t){ 0 };
     const char *etcd_missing = etcd ? "etcd's failover was not measured; see stderr" : missing;
     snprintf(name, sizeof(name), "%d agents: leader failover after SIGKILL, median", size);
     if (ferry->skipped[0] || !f.ok) {
@@ -303,7 +326,7 @@ static void report_failover(const options_t *opts, const run_t *ferry, const run
     emit(name, &r);
 }
 
-static void report_commits(const options_t *opts, const run_t *ferry, const run_t *etcd, const char *anchor_name,
+static void report_commits(const options_t *opts, run_t *ferry, run_t *etcd, const char *anchor_name,
                            const char *missing)
 {
     char name[200];
@@ -320,7 +343,9 @@ static void report_commits(const options_t *opts, const run_t *ferry, const run_
         anchor(&r, e.ok, e.median, anchor_name, etcd_missing);
         if (e.ok)
             add(&r, ", \"goal\": %.3f", e.median);
-        add(&r, ", \"samples\": %d", f.n);
+        add(&r, ", \"samples\": %d, \"elections_during\": %d", f.n, ferry->latency_elections);
+        if (e.ok)
+            add(&r, ", \"anchor_elections_during\": %d", etcd->latency_elections);
         add_str(&r, "note", "ferry: cluster.set over one CURVE control connection; etcd: PUT /v3/kv/put over one "
                 "kept-alive HTTP/1.1 connection (JSON gateway); goal: no worse than etcd in the same run");
         emit(name, &r);
@@ -343,13 +368,17 @@ static void report_commits(const options_t *opts, const run_t *ferry, const run_
     anchor(&r, etcd_ok, etcd_ok ? etcd->throughput.commits_per_s : 0, anchor_name,
            etcd ? "etcd's throughput was not measured; see stderr" : missing);
     add(&r, ", \"seconds\": %.1f, \"errors\": %ld", ferry->throughput.seconds, ferry->throughput.errors);
+    if (ferry->throughput.errors)
+        add_str(&r, "first_error", ferry->throughput.first_error);
+    add(&r, ", \"elections_during\": %d", ferry->throughput_elections);
     if (etcd_ok)
-        add(&r, ", \"anchor_errors\": %ld", etcd->throughput.errors);
+        add(&r, ", \"anchor_errors\": %ld, \"anchor_elections_during\": %d", etcd->throughput.errors,
+            etcd->throughput_elections);
     add_str(&r, "note", "each client has its own connection to the leader and writes one after another");
     emit(name, &r);
 }
 
-static void report_idle(const options_t *opts, const run_t *ferry, const run_t *etcd, const char *anchor_name,
+static void report_idle(const options_t *opts, run_t *ferry, run_t *etcd, const char *anchor_name,
                         const char *missing)
 {
     char name[200];
@@ -381,7 +410,7 @@ static void report_idle(const options_t *opts, const run_t *ferry, const run_t *
 
 /* The rows of one ferry cluster, against the etcd cluster of the same size
  * when there is one. */
-static void report(const options_t *opts, const run_t *ferry, const run_t *etcd, const char *etcd_version)
+static void report(const options_t *opts, run_t *ferry, run_t *etcd, const char *etcd_version)
 {
     char anchor_name[300], missing[WHY_LEN + 64] = "";
     snprintf(anchor_name, sizeof(anchor_name),

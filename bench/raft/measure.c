@@ -183,6 +183,7 @@ typedef struct {
     double until;
     long commits, errors;
     double finished;
+    char first_error[300];
 } writer_thread_t;
 
 static void *write_until(void *arg)
@@ -194,8 +195,8 @@ static void *write_until(void *arg)
         snprintf(value, sizeof(value), "%ld", i);
         if (cluster_put(t->writer, key, value, err, sizeof(err)) == 0)
             t->commits++;
-        else
-            t->errors++;
+        else if (t->errors++ == 0)
+            snprintf(t->first_error, sizeof(t->first_error), "%s", err);
     }
     t->finished = proc_now();
     return NULL;
@@ -232,6 +233,8 @@ int measure_throughput(cluster_t *c, int member, int clients, double seconds, th
         pthread_join(ids[i], NULL);
         out->commits += threads[i].commits;
         out->errors += threads[i].errors;
+        if (!out->first_error[0] && threads[i].first_error[0])
+            snprintf(out->first_error, sizeof(out->first_error), "%s", threads[i].first_error);
         if (threads[i].finished > last)
             last = threads[i].finished;
     }
@@ -314,6 +317,20 @@ int measure_idle(cluster_t *c, double seconds, double poll_s, idle_t *out, char 
         return -1;
     }
     return 0;
+}
+
+int measure_top_term(cluster_t *c, uint64_t *term)
+{
+    *term = 0;
+    int answered = 0;
+    for (int i = 0; i < cluster_size(c); i++) {
+        member_status_t st;
+        if (cluster_running(c, i) && cluster_status(c, i, &st) == 0) {
+            answered++;
+            *term = st.term > *term ? st.term : *term;
+        }
+    }
+    return answered ? 0 : -1;
 }
 
 /* --- helpers ---------------------------------------------------------------------------- */

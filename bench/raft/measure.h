@@ -29,6 +29,7 @@ typedef struct {
     long commits;
     long errors;
     double seconds;
+    char first_error[300];   /* what the first failed write said; "" when none failed */
 } throughput_t;
 
 /* `clients` threads, each with a connection of its own to `member`, write
@@ -47,6 +48,10 @@ typedef struct {
  * member for its status every `poll_s`. Spurious elections = term_last -
  * term_first (each candidacy raises the term). */
 int measure_idle(cluster_t *c, double seconds, double poll_s, idle_t *out, char *why, size_t whylen);
+
+/* The highest term any running member reports; 0 or -1 when none answers.
+ * Taken before and after a phase, it counts the elections in the phase. */
+int measure_top_term(cluster_t *c, uint64_t *term);
 
 /* Nearest-rank percentile (0 < p <= 100) of v[0..n-1]; sorts v. */
 double measure_percentile(double *v, int n, double p);
