@@ -36,6 +36,18 @@ setting_everywhere() {
 }
 wait_for 10 setting_everywhere || fail "the setting did not reach every agent"
 
+step "cluster transfer-leader hands leadership to h$FOLLOWER"
+ctl "$LEADER_INDEX" cluster transfer-leader "h$FOLLOWER" >"$WORK/transfer.txt" || fail "transfer-leader failed: $(cat "$WORK/transfer.txt")"
+grep -q "leader is now h$FOLLOWER" "$WORK/transfer.txt" || fail "transfer reply: $(cat "$WORK/transfer.txt")"
+[ "$(status_field "$LEADER_INDEX" 'd["leader"]')" = "h$FOLLOWER" ] || fail "the old leader does not name h$FOLLOWER"
+set +e
+ctl "$LEADER_INDEX" cluster transfer-leader nosuchhost 2>"$WORK/transfer.err"; rc=$?
+set -e
+[ $rc -ne 0 ] && grep -q "nosuchhost" "$WORK/transfer.err" || fail "transfer to an unknown host: rc $rc, $(cat "$WORK/transfer.err")"
+LEADER=h$FOLLOWER
+LEADER_INDEX=$FOLLOWER
+FOLLOWER=$(( LEADER_INDEX % 3 + 1 ))
+
 step "SIGKILL of the leader $LEADER yields a new leader"
 kill -KILL "$(eval echo "\$AGENT_PID_$LEADER_INDEX")"
 new_leader() {
