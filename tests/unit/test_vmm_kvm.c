@@ -28,9 +28,9 @@
 #include "guest/protocol.h"
 #include "vmm/kvm_state.h"
 #include "vmm/vm.h"
+#include "vm_wait.h"
 
 #define MIB (1ull << 20)
-#define WAIT_MS 30000  /* generous: this host may run guests in an instruction emulator */
 
 /* --- helpers ------------------------------------------------------------------ */
 
@@ -48,71 +48,6 @@ static bool have_kvm(void)
             skip();        \
     } while (0)
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {0, ms * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-typedef bool (*cond_fn)(vm_t *vm, const vm_status_t *st, void *arg);
-
-/* Polls vm_status until cond holds; fails the test after WAIT_MS. */
-static void wait_for(vm_t *vm, cond_fn cond, void *arg, const char *what, vm_status_t *out)
-{
-    int64_t deadline = now_ms() + WAIT_MS;
-    vm_status_t st;
-    for (;;) {
-        vm_status(vm, &st);
-        if (cond(vm, &st, arg))
-            break;
-        if (st.state == VM_STOPPED)
-            fail_msg("%s: VM stopped (%s) while waiting for %s", vm_name(vm), st.stop_reason, what);
-        if (now_ms() > deadline)
-            fail_msg("%s: no %s within %d ms (heartbeats %llu, status %u)", vm_name(vm), what,
-                     WAIT_MS, (unsigned long long)st.heartbeats_seen, st.guest_status);
-        nap_ms(5);
-    }
-    if (out)
-        *out = st;
-}
-
-static bool heartbeats_at_least(vm_t *vm, const vm_status_t *st, void *arg)
-{
-    (void)vm;
-    return st->heartbeats_seen >= *(uint64_t *)arg;
-}
-
-static bool counter_above(vm_t *vm, const vm_status_t *st, void *arg)
-{
-    (void)vm;
-    return st->heartbeat > *(uint32_t *)arg;
-}
-
-static bool sweeps_above(vm_t *vm, const vm_status_t *st, void *arg)
-{
-    (void)vm;
-    return st->sweeps > *(uint64_t *)arg;
-}
-
-static bool written_above(vm_t *vm, const vm_status_t *st, void *arg)
-{
-    (void)vm;
-    return st->pages_written > *(uint64_t *)arg;
-}
-
-static bool errors_above_zero(vm_t *vm, const vm_status_t *st, void *arg)
-{
-    (void)vm;
-    (void)arg;
-    return st->check_errors > 0;
-}
 
 typedef struct {
     uint64_t cursor;
@@ -148,7 +83,7 @@ static vm_t *boot_vm(const char *name, uint64_t mem, unsigned vcpus, const char 
     vm_t *vm = make_vm(name, mem, vcpus, cmdline, false);
     assert_int_equal(vm_start(vm), 0);
     uint64_t three = 3;
-    wait_for(vm, heartbeats_at_least, &three, "3 heartbeats", NULL);
+    vmt_wait_for(vm, vmt_heartbeats_at_least, &three, "3 heartbeats", NULL);
     return vm;
 }
 
@@ -193,14 +128,14 @@ static void test_boot_console_and_heartbeats(void **state)
 
     console_t_ *con = calloc(1, sizeof *con);
     con->needle = "ferry-guest: booting";
-    wait_for(vm, console_has, con, "the boot banner", NULL);
+    vmt_wait_for(vm, console_has, con, "the boot banner", NULL);
     con->needle = "profile=idle memory=";
-    wait_for(vm, console_has, con, "the profile line", NULL);
+    vmt_wait_for(vm, console_has, con, "the profile line", NULL);
     con->needle = "hb=";
-    wait_for(vm, console_has, con, "a status line", NULL);
+    vmt_wait_for(vm, console_has, con, "a status line", NULL);
 
     uint64_t five = 5;
-    wait_for(vm, heartbeats_at_least, &five, "5 heartbeats", &st);
+    vmt_wait_for(vm, vmt_heartbeats_at_least, &five, "5 heartbeats", &st);
     assert_int_equal(st.state, VM_RUNNING);
     assert_int_equal(st.guest_status, GUEST_STATUS_RUNNING);
     assert_true(st.last_heartbeat_ns > 0);
@@ -218,7 +153,7 @@ static void test_boot_console_and_heartbeats(void **state)
 
     /* And the counter keeps going. */
     uint32_t h = st.heartbeat;
-    wait_for(vm, counter_above, &h, "a later heartbeat", NULL);
+    vmt_wait_for(vm, vmt_counter_above, &h, "a later heartbeat", NULL);
     free(con);
     vm_destroy(&vm);
     assert_null(vm);
@@ -262,7 +197,7 @@ static void test_pause_holds_vcpus_still(void **state)
 
     assert_int_equal(vm_resume(vm), 0);
     uint32_t h = st.heartbeat;
-    wait_for(vm, counter_above, &h, "a heartbeat after resume", &st);
+    vmt_wait_for(vm, vmt_counter_above, &h, "a heartbeat after resume", &st);
     assert_int_equal(st.state, VM_RUNNING);
     vm_destroy(&vm);
 }
@@ -277,8 +212,8 @@ static void test_save_restore_into_fresh_vm(void **state)
     vm_t *a = boot_vm("saved", 64 * MIB, 2, cmdline);
     vm_status_t st;
     uint64_t some = 200, none = 0;
-    wait_for(a, written_above, &some, "200 pages written", NULL);
-    wait_for(a, sweeps_above, &none, "a first sweep", &st);
+    vmt_wait_for(a, vmt_written_above, &some, "200 pages written", NULL);
+    vmt_wait_for(a, vmt_sweeps_above, &none, "a first sweep", &st);
     assert_int_equal(vm_pause(a), 0);
     vm_status(a, &st);
     size_t len;
@@ -306,9 +241,9 @@ static void test_save_restore_into_fresh_vm(void **state)
      * written page intact. */
     uint32_t h = st.heartbeat + 5;
     uint64_t w = st.pages_written + 50, sw = st.sweeps + 2;
-    wait_for(b, counter_above, &h, "heartbeats after restore", NULL);
-    wait_for(b, written_above, &w, "writes after restore", NULL);
-    wait_for(b, sweeps_above, &sw, "two sweeps after restore", &rs);
+    vmt_wait_for(b, vmt_counter_above, &h, "heartbeats after restore", NULL);
+    vmt_wait_for(b, vmt_written_above, &w, "writes after restore", NULL);
+    vmt_wait_for(b, vmt_sweeps_above, &sw, "two sweeps after restore", &rs);
     assert_true(rs.pages_verified > st.pages_verified);
     assert_int_equal(rs.check_errors, 0);
     assert_int_equal(rs.guest_status, GUEST_STATUS_RUNNING);
@@ -328,7 +263,7 @@ static void test_restore_with_lost_pages_is_caught(void **state)
     vm_t *a = boot_vm("lossy", 64 * MIB, 1, cmdline);
     uint64_t some = 100;
     vm_status_t st;
-    wait_for(a, written_above, &some, "100 pages written", &st);
+    vmt_wait_for(a, vmt_written_above, &some, "100 pages written", &st);
     assert_int_equal(vm_pause(a), 0);
     vm_status(a, &st);
     size_t len;
@@ -357,7 +292,7 @@ static void test_restore_with_lost_pages_is_caught(void **state)
     assert_int_equal(vm_load_state(b, blob, len, err, sizeof err), 0);
     vm_destroy(&a);
     assert_int_equal(vm_start(b), 0);
-    wait_for(b, errors_above_zero, NULL, "the guest to report the lost pages", &st);
+    vmt_wait_for(b, vmt_errors_above_zero, NULL, "the guest to report the lost pages", &st);
     assert_int_equal(st.guest_status, GUEST_STATUS_CHECK_FAILED);
     free(blob);
     vm_destroy(&b);
@@ -404,7 +339,7 @@ static void test_dirty_log_is_exact(void **state)
         assert_int_equal(vm_dirty_log_collect(vm, got), 0);
         assert_int_equal(vm_dirty_log_clear(vm, got), 0);
         assert_int_equal(vm_mailbox_post(vm, round), 0);
-        wait_for(vm, round_done, &round, "the test round", &st);
+        vmt_wait_for(vm, round_done, &round, "the test round", &st);
         assert_int_equal(vm_dirty_log_collect(vm, got), 0);
 
         /* Expected: the round's pages, their self-check table entries, the
@@ -597,19 +532,19 @@ static void test_reset_reboots(void **state)
     vm_t *vm = boot_vm("reset", 64 * MIB, 1, "profile=db wss=2M rate=1M print=0");
     uint64_t some = 30;
     vm_status_t st;
-    wait_for(vm, written_above, &some, "some writes", &st);
+    vmt_wait_for(vm, vmt_written_above, &some, "some writes", &st);
     char err[256];
     assert_int_equal(vm_reset(vm, err, sizeof err), 0);
     vm_status(vm, &st);
     assert_int_equal(st.state, VM_RUNNING);
     assert_int_equal(st.pages_written, 0);
     uint64_t three = 3;
-    wait_for(vm, heartbeats_at_least, &three, "heartbeats after reset", &st);
+    vmt_wait_for(vm, vmt_heartbeats_at_least, &three, "heartbeats after reset", &st);
     /* A fresh boot: the guest's own counter started over. */
     assert_true(st.heartbeat < 1000);
     console_t_ *con = calloc(1, sizeof *con);
     con->needle = "booting";
-    wait_for(vm, console_has, con, "a boot banner", NULL);
+    vmt_wait_for(vm, console_has, con, "a boot banner", NULL);
     /* The second banner is after the first. */
     assert_non_null(strstr(strstr(con->text, "booting") + 1, "booting"));
     free(con);
@@ -627,13 +562,13 @@ static void test_throttle_keeps_guest_alive(void **state)
     vm_status(vm, &st);
     assert_int_equal(st.throttle_percent, 80);
     uint32_t h = st.heartbeat + 3;
-    wait_for(vm, counter_above, &h, "heartbeats while throttled", &st);
+    vmt_wait_for(vm, vmt_counter_above, &h, "heartbeats while throttled", &st);
     /* Pausing is not held up by a nap. */
     assert_int_equal(vm_pause(vm), 0);
     assert_int_equal(vm_resume(vm), 0);
     assert_int_equal(vm_throttle(vm, 0), 0);
     h = st.heartbeat + 3;
-    wait_for(vm, counter_above, &h, "heartbeats after throttling", NULL);
+    vmt_wait_for(vm, vmt_counter_above, &h, "heartbeats after throttling", NULL);
     vm_destroy(&vm);
 }
 

@@ -36,76 +36,12 @@
 #include "guest/protocol.h"
 #include "vmm/proc_uapi.h"
 #include "vmm/vm.h"
+#include "vm_wait.h"
 
 #define MIB (1ull << 20)
-#define WAIT_MS 30000
 
 /* --- helpers ------------------------------------------------------------------ */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {0, ms * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-typedef bool (*cond_fn)(vm_t *vm, const vm_status_t *st, void *arg);
-
-static void wait_for(vm_t *vm, cond_fn cond, void *arg, const char *what, vm_status_t *out)
-{
-    int64_t deadline = now_ms() + WAIT_MS;
-    vm_status_t st;
-    for (;;) {
-        vm_status(vm, &st);
-        if (cond(vm, &st, arg))
-            break;
-        if (st.state == VM_STOPPED)
-            fail_msg("%s: VM stopped (%s) while waiting for %s", vm_name(vm), st.stop_reason, what);
-        if (now_ms() > deadline)
-            fail_msg("%s: no %s within %d ms (heartbeats %llu, status %u)", vm_name(vm), what,
-                     WAIT_MS, (unsigned long long)st.heartbeats_seen, st.guest_status);
-        nap_ms(5);
-    }
-    if (out)
-        *out = st;
-}
-
-static bool heartbeats_at_least(vm_t *vm, const vm_status_t *st, void *arg)
-{
-    (void)vm;
-    return st->heartbeats_seen >= *(uint64_t *)arg;
-}
-
-static bool counter_above(vm_t *vm, const vm_status_t *st, void *arg)
-{
-    (void)vm;
-    return st->heartbeat > *(uint32_t *)arg;
-}
-
-static bool sweeps_above(vm_t *vm, const vm_status_t *st, void *arg)
-{
-    (void)vm;
-    return st->sweeps > *(uint64_t *)arg;
-}
-
-static bool written_above(vm_t *vm, const vm_status_t *st, void *arg)
-{
-    (void)vm;
-    return st->pages_written > *(uint64_t *)arg;
-}
-
-static bool errors_above_zero(vm_t *vm, const vm_status_t *st, void *arg)
-{
-    (void)vm;
-    (void)arg;
-    return st->check_errors > 0;
-}
 
 static bool is_stopped(vm_t *vm, const vm_status_t *st, void *arg)
 {
@@ -149,7 +85,7 @@ static vm_t *boot_vm(const char *name, uint64_t mem, unsigned vcpus, const char 
     vm_t *vm = make_vm(name, mem, vcpus, cmdline, false);
     assert_int_equal(vm_start(vm), 0);
     uint64_t three = 3;
-    wait_for(vm, heartbeats_at_least, &three, "3 heartbeats", NULL);
+    vmt_wait_for(vm, vmt_heartbeats_at_least, &three, "3 heartbeats", NULL);
     return vm;
 }
 
@@ -245,14 +181,14 @@ static void test_boot_console_and_heartbeats(void **state)
 
     console_buf_t *con = calloc(1, sizeof *con);
     con->needle = "ferry-guest: booting";
-    wait_for(vm, console_has, con, "the boot banner", NULL);
+    vmt_wait_for(vm, console_has, con, "the boot banner", NULL);
     con->needle = "profile=idle memory=64MiB";
-    wait_for(vm, console_has, con, "the profile line", NULL);
+    vmt_wait_for(vm, console_has, con, "the profile line", NULL);
     con->needle = "hb=";
-    wait_for(vm, console_has, con, "a status line", NULL);
+    vmt_wait_for(vm, console_has, con, "a status line", NULL);
 
     uint64_t five = 5;
-    wait_for(vm, heartbeats_at_least, &five, "5 heartbeats", &st);
+    vmt_wait_for(vm, vmt_heartbeats_at_least, &five, "5 heartbeats", &st);
     assert_int_equal(st.state, VM_RUNNING);
     assert_int_equal(st.guest_status, GUEST_STATUS_RUNNING);
     assert_true(st.last_heartbeat_ns > 0);
@@ -272,7 +208,7 @@ static void test_boot_console_and_heartbeats(void **state)
     assert_true(page < vm_page_count(vm));
 
     uint32_t h = st.heartbeat;
-    wait_for(vm, counter_above, &h, "a later heartbeat", NULL);
+    vmt_wait_for(vm, vmt_counter_above, &h, "a later heartbeat", NULL);
     free(con);
     vm_destroy(&vm);
     assert_null(vm);
@@ -297,7 +233,7 @@ static void test_pause_stops_the_guest_process(void **state)
      * full heartbeat period, the report is where pause left it. */
     size_t len;
     uint8_t *blob = save(vm, &len);
-    nap_ms(50);
+    vmt_nap_ms(50);
     vm_status(vm, &later);
     assert_int_equal(later.heartbeats_seen, st.heartbeats_seen);
     assert_int_equal(later.heartbeat, st.heartbeat);
@@ -306,7 +242,7 @@ static void test_pause_stops_the_guest_process(void **state)
 
     assert_int_equal(vm_resume(vm), 0);
     uint32_t h = st.heartbeat;
-    wait_for(vm, counter_above, &h, "a heartbeat after resume", &st);
+    vmt_wait_for(vm, vmt_counter_above, &h, "a heartbeat after resume", &st);
     assert_int_equal(st.state, VM_RUNNING);
     assert_true(process_state(guest) != 'T');
     vm_destroy(&vm);
@@ -321,8 +257,8 @@ static void test_save_restore_into_fresh_vm(void **state)
     vm_t *a = boot_vm("saved", 64 * MIB, 1, cmdline);
     vm_status_t st;
     uint64_t some = 200, none = 0;
-    wait_for(a, written_above, &some, "200 pages written", NULL);
-    wait_for(a, sweeps_above, &none, "a first sweep", &st);
+    vmt_wait_for(a, vmt_written_above, &some, "200 pages written", NULL);
+    vmt_wait_for(a, vmt_sweeps_above, &none, "a first sweep", &st);
     assert_int_equal(vm_pause(a), 0);
     vm_status(a, &st);
     size_t len;
@@ -349,9 +285,9 @@ static void test_save_restore_into_fresh_vm(void **state)
 
     uint32_t h = st.heartbeat + 5;
     uint64_t w = st.pages_written + 50, sw = st.sweeps + 2;
-    wait_for(b, counter_above, &h, "heartbeats after restore", NULL);
-    wait_for(b, written_above, &w, "writes after restore", NULL);
-    wait_for(b, sweeps_above, &sw, "two sweeps after restore", &rs);
+    vmt_wait_for(b, vmt_counter_above, &h, "heartbeats after restore", NULL);
+    vmt_wait_for(b, vmt_written_above, &w, "writes after restore", NULL);
+    vmt_wait_for(b, vmt_sweeps_above, &sw, "two sweeps after restore", &rs);
     assert_true(rs.pages_verified > st.pages_verified);
     assert_int_equal(rs.check_errors, 0);
     assert_int_equal(rs.guest_status, GUEST_STATUS_RUNNING);
@@ -367,7 +303,7 @@ static void test_save_restore_into_fresh_vm(void **state)
     vm_destroy(&b);
     assert_int_equal(vm_start(c), 0);
     sw = st.sweeps + 1;
-    wait_for(c, sweeps_above, &sw, "a sweep after the second restore", &rs);
+    vmt_wait_for(c, vmt_sweeps_above, &sw, "a sweep after the second restore", &rs);
     assert_true(rs.pages_written > st.pages_written);
     assert_int_equal(rs.check_errors, 0);
     free(blob);
@@ -394,7 +330,7 @@ static void test_restore_with_lost_pages_is_caught(void **state)
     vm_t *a = boot_vm("lossy", 64 * MIB, 1, cmdline);
     uint64_t some = 100;
     vm_status_t st;
-    wait_for(a, written_above, &some, "100 pages written", &st);
+    vmt_wait_for(a, vmt_written_above, &some, "100 pages written", &st);
     assert_int_equal(vm_pause(a), 0);
     vm_status(a, &st);
     size_t len;
@@ -422,7 +358,7 @@ static void test_restore_with_lost_pages_is_caught(void **state)
 
     vm_destroy(&a);
     assert_int_equal(vm_start(b), 0);
-    wait_for(b, errors_above_zero, NULL, "the guest to report the lost pages", &st);
+    vmt_wait_for(b, vmt_errors_above_zero, NULL, "the guest to report the lost pages", &st);
     assert_int_equal(st.guest_status, GUEST_STATUS_CHECK_FAILED);
     free(blob);
     vm_destroy(&b);
@@ -496,7 +432,7 @@ static void test_dirty_log_is_exact(void **state)
      * first window after enabling holds that page and nothing the guest
      * touched before. */
     uint32_t h = st.heartbeat + 2;
-    wait_for(vm, counter_above, &h, "heartbeats with the log on", NULL);
+    vmt_wait_for(vm, vmt_counter_above, &h, "heartbeats with the log on", NULL);
     assert_int_equal(vm_dirty_log_collect(vm, got), 0);
     memset(want, 0, words * 8);
     set_gpa(vm, want, state_gpa);
@@ -506,7 +442,7 @@ static void test_dirty_log_is_exact(void **state)
         assert_int_equal(vm_dirty_log_collect(vm, got), 0);
         assert_int_equal(vm_dirty_log_clear(vm, got), 0);
         assert_int_equal(vm_mailbox_post(vm, round), 0);
-        wait_for(vm, round_done, &round, "the test round", &st);
+        vmt_wait_for(vm, round_done, &round, "the test round", &st);
         assert_int_equal(vm_dirty_log_collect(vm, got), 0);
 
         /* Expected: the round's pages, their self-check table entries and
@@ -652,7 +588,7 @@ static void test_bad_input_is_refused_cleanly(void **state)
     assert_int_equal(vm_load_state(one, blob, len, err, sizeof err), -EBUSY);
     assert_int_equal(vm_resume(one), 0);
     uint64_t three = 3;
-    wait_for(one, heartbeats_at_least, &three, "heartbeats after refused loads", NULL);
+    vmt_wait_for(one, vmt_heartbeats_at_least, &three, "heartbeats after refused loads", NULL);
     free(blob);
 
     /* Memory that holds no guest: the restored guest refuses to run it and
@@ -664,7 +600,7 @@ static void test_bad_input_is_refused_cleanly(void **state)
     assert_int_equal(vm_load_state(empty, blob, len, err, sizeof err), 0);
     assert_int_equal(vm_start(empty), 0);
     vm_status_t st;
-    wait_for(empty, is_stopped, NULL, "the guest to refuse empty memory", &st);
+    vmt_wait_for(empty, is_stopped, NULL, "the guest to refuse empty memory", &st);
     assert_non_null(strstr(st.stop_reason, "holds no process guest"));
     free(blob);
 
@@ -685,7 +621,7 @@ static void test_guest_process_death_stops_the_vm(void **state)
     vm_t *vm = boot_vm("doomed", 64 * MIB, 1, "profile=idle print=0");
     kill(only_guest(), SIGKILL);
     vm_status_t st;
-    wait_for(vm, is_stopped, NULL, "the VM to notice", &st);
+    vmt_wait_for(vm, is_stopped, NULL, "the VM to notice", &st);
     assert_non_null(strstr(st.stop_reason, "signal 9"));
     assert_int_equal(vm_pause(vm), -EINVAL);
     vm_destroy(&vm);
@@ -775,12 +711,12 @@ static void vmm_that_dies(int report_fd, bool paused)
     vm_t *vm = vm_new(&cfg, err, sizeof err);
     if (!vm || vm_start(vm) < 0)
         _exit(1);
-    int64_t deadline = now_ms() + WAIT_MS;
+    int64_t deadline = vmt_now_ms() + VMT_WAIT_MS;
     vm_status_t st;
     do {
-        nap_ms(5);
+        vmt_nap_ms(5);
         vm_status(vm, &st);
-    } while (st.heartbeats_seen < 3 && now_ms() < deadline);
+    } while (st.heartbeats_seen < 3 && vmt_now_ms() < deadline);
     if (paused && vm_pause(vm) < 0)
         _exit(2);
     pid_t pids[4];
@@ -824,12 +760,12 @@ static void test_no_guest_outlives_its_vmm(void **state)
         int status;
         assert_int_equal(waitpid(vmm, &status, 0), vmm);
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-        int64_t deadline = now_ms() + WAIT_MS;
+        int64_t deadline = vmt_now_ms() + VMT_WAIT_MS;
         while (!gone_or_zombie(guest)) {
-            if (now_ms() > deadline)
+            if (vmt_now_ms() > deadline)
                 fail_msg("%s guest process %d outlived its VMM", paused ? "paused" : "running",
                          (int)guest);
-            nap_ms(5);
+            vmt_nap_ms(5);
         }
     }
 }
@@ -881,12 +817,12 @@ static int hidden_kvm_child(void)
         return 2;
     if (vm_start(vm) < 0)
         return 3;
-    int64_t deadline = now_ms() + WAIT_MS;
+    int64_t deadline = vmt_now_ms() + VMT_WAIT_MS;
     vm_status_t st;
     do {
-        nap_ms(5);
+        vmt_nap_ms(5);
         vm_status(vm, &st);
-    } while (st.heartbeats_seen < 3 && now_ms() < deadline);
+    } while (st.heartbeats_seen < 3 && vmt_now_ms() < deadline);
     vm_destroy(&vm);
     return st.heartbeats_seen >= 3 ? 0 : 4;
 }
@@ -916,7 +852,7 @@ static void test_reset_reboots(void **state)
     pid_t before = only_guest();
     uint64_t some = 30;
     vm_status_t st;
-    wait_for(vm, written_above, &some, "some writes", &st);
+    vmt_wait_for(vm, vmt_written_above, &some, "some writes", &st);
     char err[256];
     assert_int_equal(vm_reset(vm, err, sizeof err), 0);
     vm_status(vm, &st);
@@ -924,11 +860,11 @@ static void test_reset_reboots(void **state)
     assert_int_equal(st.pages_written, 0);
     assert_true(only_guest() != before);  /* a new guest process */
     uint64_t three = 3;
-    wait_for(vm, heartbeats_at_least, &three, "heartbeats after reset", &st);
+    vmt_wait_for(vm, vmt_heartbeats_at_least, &three, "heartbeats after reset", &st);
     assert_true(st.heartbeat < 1000);
     console_buf_t *con = calloc(1, sizeof *con);
     con->needle = "booting";
-    wait_for(vm, console_has, con, "a boot banner", NULL);
+    vmt_wait_for(vm, console_has, con, "a boot banner", NULL);
     assert_non_null(strstr(strstr(con->text, "booting") + 1, "booting"));
     free(con);
     vm_destroy(&vm);
@@ -944,23 +880,23 @@ static void test_throttle_keeps_guest_alive(void **state)
     vm_status(vm, &st);
     assert_int_equal(st.throttle_percent, 80);
     uint32_t h = st.heartbeat + 3;
-    wait_for(vm, counter_above, &h, "heartbeats while throttled", &st);
+    vmt_wait_for(vm, vmt_counter_above, &h, "heartbeats while throttled", &st);
     /* A guest writing as fast as it can is held to about a fifth of a CPU:
      * its CPU time grows slower than the wall clock (a loose bound, not a
      * measurement). */
     uint64_t cpu0 = st.vcpu_cpu_ns;
-    int64_t t0 = now_ms();
+    int64_t t0 = vmt_now_ms();
     uint64_t w = st.pages_written + 1000;
-    wait_for(vm, written_above, &w, "writes while throttled", &st);
-    nap_ms(200);
+    vmt_wait_for(vm, vmt_written_above, &w, "writes while throttled", &st);
+    vmt_nap_ms(200);
     vm_status(vm, &st);
-    uint64_t wall_ns = (uint64_t)(now_ms() - t0) * 1000000u;
+    uint64_t wall_ns = (uint64_t)(vmt_now_ms() - t0) * 1000000u;
     assert_true(st.vcpu_cpu_ns - cpu0 < wall_ns * 6 / 10);
     assert_int_equal(vm_pause(vm), 0);
     assert_int_equal(vm_resume(vm), 0);
     assert_int_equal(vm_throttle(vm, 0), 0);
     h = st.heartbeat + 3;
-    wait_for(vm, counter_above, &h, "heartbeats after throttling", NULL);
+    vmt_wait_for(vm, vmt_counter_above, &h, "heartbeats after throttling", NULL);
     vm_destroy(&vm);
 }
 

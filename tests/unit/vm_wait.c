@@ -1,0 +1,74 @@
+/* vm_wait.c - waiting on a VM's reported status in tests, shared by the
+ * KVM and process backend tests; see vm_wait.h. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "vm_wait.h"
+
+#include <time.h>
+
+int64_t vmt_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void vmt_nap_ms(int ms)
+{
+    struct timespec ts = {0, ms * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Polls vm_status until cond holds; fails the test after VMT_WAIT_MS. */
+void vmt_wait_for(vm_t *vm, cond_fn cond, void *arg, const char *what, vm_status_t *out)
+{
+    int64_t deadline = vmt_now_ms() + VMT_WAIT_MS;
+    vm_status_t st;
+    for (;;) {
+        vm_status(vm, &st);
+        if (cond(vm, &st, arg))
+            break;
+        if (st.state == VM_STOPPED)
+            fail_msg("%s: VM stopped (%s) while waiting for %s", vm_name(vm), st.stop_reason, what);
+        if (vmt_now_ms() > deadline)
+            fail_msg("%s: no %s within %d ms (heartbeats %llu, status %u)", vm_name(vm), what,
+                     VMT_WAIT_MS, (unsigned long long)st.heartbeats_seen, st.guest_status);
+        vmt_nap_ms(5);
+    }
+    if (out)
+        *out = st;
+}
+
+bool vmt_heartbeats_at_least(vm_t *vm, const vm_status_t *st, void *arg)
+{
+    (void)vm;
+    return st->heartbeats_seen >= *(uint64_t *)arg;
+}
+
+bool vmt_counter_above(vm_t *vm, const vm_status_t *st, void *arg)
+{
+    (void)vm;
+    return st->heartbeat > *(uint32_t *)arg;
+}
+
+bool vmt_sweeps_above(vm_t *vm, const vm_status_t *st, void *arg)
+{
+    (void)vm;
+    return st->sweeps > *(uint64_t *)arg;
+}
+
+bool vmt_written_above(vm_t *vm, const vm_status_t *st, void *arg)
+{
+    (void)vm;
+    return st->pages_written > *(uint64_t *)arg;
+}
+
+bool vmt_errors_above_zero(vm_t *vm, const vm_status_t *st, void *arg)
+{
+    (void)vm;
+    (void)arg;
+    return st->check_errors > 0;
+}

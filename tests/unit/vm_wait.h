@@ -1,0 +1,28 @@
+/* vm_wait.h - polling a VM's status until a condition holds, with a
+ * deadline, for the VM backend tests (no fixed sleeps as assertions). */
+#ifndef FERRY_TEST_VM_WAIT_H
+#define FERRY_TEST_VM_WAIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/vm.h"
+
+/* Generous: this host may run guests in an instruction emulator. */
+#define VMT_WAIT_MS 30000
+
+typedef bool (*cond_fn)(vm_t *vm, const vm_status_t *st, void *arg);
+
+int64_t vmt_now_ms(void);
+void vmt_nap_ms(int ms);
+/* Polls vm_status until cond holds; fails the test after VMT_WAIT_MS or
+ * when the VM stops. `out` (may be NULL) gets the last status. */
+void vmt_wait_for(vm_t *vm, cond_fn cond, void *arg, const char *what, vm_status_t *out);
+
+bool vmt_heartbeats_at_least(vm_t *vm, const vm_status_t *st, void *arg);  /* arg: uint64_t */
+bool vmt_counter_above(vm_t *vm, const vm_status_t *st, void *arg);        /* arg: uint32_t */
+bool vmt_sweeps_above(vm_t *vm, const vm_status_t *st, void *arg);         /* arg: uint64_t */
+bool vmt_written_above(vm_t *vm, const vm_status_t *st, void *arg);        /* arg: uint64_t */
+bool vmt_errors_above_zero(vm_t *vm, const vm_status_t *st, void *arg);
+
+#endif
