@@ -3,7 +3,7 @@
  *   bench_raft --ferryd PATH --etcd PATH --workdir DIR [--quick]
  *              [--sizes 3,5] [--etcd-sizes 3] [--kills N] [--idle-seconds S]
  *              [--commits N] [--clients N] [--throughput-seconds S]
- *              [--poll-ms MS] [--seed N]
+ *              [--poll-ms MS] [--seed N] [--ferry-log-level LEVEL]
  *
  * For each cluster (ferry agents of each size, then etcd members), on
  * 127.0.0.1 with default timings, one after another:
@@ -47,7 +47,7 @@
 #define WHY_LEN 400
 
 typedef struct {
-    const char *ferryd, *etcd, *workdir;
+    const char *ferryd, *etcd, *workdir, *ferry_log_level;
     int ferry_sizes[MAX_SIZES], n_ferry_sizes;
     int etcd_sizes[MAX_SIZES], n_etcd_sizes;
     int kills, commits, clients;
@@ -164,7 +164,8 @@ static void run_cluster(const options_t *opts, bool etcd, int size, rng_t *rng, 
         snprintf(r->skipped, sizeof(r->skipped), "cannot create %s", dir);
         return;
     }
-    cluster_options_t copts = { .binary = etcd ? opts->etcd : opts->ferryd, .workdir = dir, .size = size, .rng = rng };
+    cluster_options_t copts = { .binary = etcd ? opts->etcd : opts->ferryd, .workdir = dir, .size = size, .rng = rng,
+                               .log_level = opts->ferry_log_level };
     cluster_t *c = etcd ? cluster_etcd_new(&copts, why, sizeof(why)) : cluster_ferry_new(&copts, why, sizeof(why));
     if (!c) {
         snprintf(r->skipped, sizeof(r->skipped), "%s", why);
@@ -398,6 +399,10 @@ static void report_idle(const options_t *opts, run_t *ferry, run_t *etcd, const 
            etcd ? "etcd's idle window failed; see stderr" : missing);
     add(&r, ", \"goal\": 0, \"window_s\": %.0f, \"leader_changes\": %d, \"failed_polls\": %d",
         ferry->idle.seconds, ferry->idle.leader_changes, ferry->idle.failed_polls);
+    add(&r, ", \"term_rose_at_s\": [");
+    for (int i = 0; i < ferry->idle.n_raised; i++)
+        add(&r, "%s%.1f", i ? ", " : "", ferry->idle.raised_at[i]);
+    add(&r, "]");
     if (etcd_ok)
         add(&r, ", \"anchor_window_s\": %.0f, \"anchor_leader_changes\": %d", etcd->idle.seconds,
             etcd->idle.leader_changes);
@@ -433,7 +438,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: bench_raft --ferryd PATH --etcd PATH|none --workdir DIR [--quick] [--sizes 3,5]\n"
                     "       [--etcd-sizes 3] [--kills N] [--idle-seconds S] [--commits N] [--clients N]\n"
-                    "       [--throughput-seconds S] [--poll-ms MS] [--seed N]\n");
+                    "       [--throughput-seconds S] [--poll-ms MS] [--seed N] [--ferry-log-level debug]\n");
 }
 
 static int parse_sizes(const char *text, int *sizes, int *n)
@@ -494,6 +499,8 @@ static int parse_options(int argc, char **argv, options_t *o)
             o->etcd = value;
         } else if (strcmp(flag, "--workdir") == 0) {
             o->workdir = value;
+        } else if (strcmp(flag, "--ferry-log-level") == 0) {
+            o->ferry_log_level = value;
         } else if (strcmp(flag, "--sizes") == 0) {
             if ((rc = parse_sizes(value, o->ferry_sizes, &o->n_ferry_sizes)) != 0)
                 fprintf(stderr, "bench_raft: --sizes %s: expected up to %d sizes 1-%d, comma separated\n", value,

@@ -298,8 +298,10 @@ int measure_idle(cluster_t *c, double seconds, double poll_s, idle_t *out, char 
         }
         if (answered) {
             if (!have_first)
-                out->term_first = top;
+                out->term_first = out->term_last = top;
             have_first = true;
+            if (top > out->term_last && out->n_raised < IDLE_MAX_RAISES)
+                out->raised_at[out->n_raised++] = proc_now() - start;
             out->term_last = top > out->term_last ? top : out->term_last;
         }
         const char *now_leader = most_named(names, answered);
