@@ -24,6 +24,7 @@
 #include "cluster.h"
 #include "measure.h"
 #include "proc.h"
+#include "stall_probe.h"
 
 #include "common/crypto.h"
 #include "common/log.h"
@@ -36,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #define MAX_SIZES 4
@@ -73,6 +75,8 @@ typedef struct {
     int throughput_elections;
     idle_t idle;
     char idle_why[WHY_LEN];
+    stall_stats_t idle_stalls;      /* what the machine did to timers and fsync meanwhile */
+    bool have_stalls;
 } run_t;
 
 /* --- machine ------------------------------------------------------------------------ */
@@ -108,6 +112,23 @@ static void first_value(const char *path, const char *prefix, char *out, size_t 
     fclose(f);
 }
 
+/* The kind of filesystem holding the state dirs: its fsync stalls are part
+ * of what every commit and heartbeat waits on. */
+static const char *filesystem_of(const char *path)
+{
+    struct statfs fs;
+    if (statfs(path, &fs) != 0)
+        return "unknown";
+    switch ((unsigned long)fs.f_type) {
+    case 0xEF53: return "ext4";
+    case 0x01021994: return "tmpfs";
+    case 0x58465342: return "xfs";
+    case 0x9123683E: return "btrfs";
+    case 0x794C7630: return "overlayfs";
+    default: return "other";
+    }
+}
+
 /* --- running one cluster ------------------------------------------------------------ */
 
 static void show_logs(cluster_t *c)
@@ -120,6 +141,24 @@ static void phase_failed(cluster_t *c, const char *phase, const char *why)
 {
     fprintf(stderr, "bench raft: %s %d: %s failed: %s\n", cluster_system(c), cluster_size(c), phase, why);
     show_logs(c);
+}
+
+/* The idle window, with the stall probe writing beside the members' logs. */
+static void idle_phase(cluster_t *c, const options_t *opts, const char *dir, run_t *r)
+{
+    stall_probe_t *probe = stall_probe_start(dir);
+    int rc = measure_idle(c, opts->idle_s, IDLE_POLL_S, &r->idle, r->idle_why, WHY_LEN);
+    r->have_stalls = probe != NULL;
+    stall_probe_stop(&probe, &r->idle_stalls);
+    if (rc != 0) {
+        phase_failed(c, "idle", r->idle_why);
+        return;
+    }
+    fprintf(stderr, "bench raft: %s %d: idle %.0f s: term %llu -> %llu, %d leader changes; fdatasync max %.0f ms "
+            "(%d over 100 ms), timer wake-up late by up to %.0f ms (%d over 100 ms)\n", r->system, r->size,
+            r->idle.seconds, (unsigned long long)r->idle.term_first, (unsigned long long)r->idle.term_last,
+            r->idle.leader_changes, r->idle_stalls.sync_max_ms, r->idle_stalls.syncs_over_100ms,
+            r->idle_stalls.wake_late_max_ms, r->idle_stalls.wakes_late_over_100ms);
 }
 
 /* Commit latency (sequential) or throughput (concurrent) through the
@@ -183,12 +222,8 @@ static void run_cluster(const options_t *opts, bool etcd, int size, rng_t *rng, 
     fprintf(stderr, "bench raft: %s %d: whole after %.1f s, leader member %d; idle for %.0f s\n", r->system, size,
             proc_now() - t0, leader + 1, opts->idle_s);
 
-    if (opts->idle_s > 0 && measure_idle(c, opts->idle_s, IDLE_POLL_S, &r->idle, r->idle_why, WHY_LEN) != 0)
-        phase_failed(c, "idle", r->idle_why);
-    else if (opts->idle_s > 0)
-        fprintf(stderr, "bench raft: %s %d: idle %.0f s: term %llu -> %llu, %d leader changes\n", r->system, size,
-                r->idle.seconds, (unsigned long long)r->idle.term_first, (unsigned long long)r->idle.term_last,
-                r->idle.leader_changes);
+    if (opts->idle_s > 0)
+        idle_phase(c, opts, dir, r);
     *load_max = fmax(*load_max, load_1m());
 
     load_phase(c, opts, r, false);
@@ -206,7 +241,7 @@ static void run_cluster(const options_t *opts, bool etcd, int size, rng_t *rng, 
 
 /* One row's members after "case", built up piece by piece. */
 typedef struct {
-    char text[2048];
+    char text[4096];
     size_t len;
 } row_t;
 
@@ -379,6 +414,17 @@ static void report_commits(const options_t *opts, run_t *ferry, run_t *etcd, con
     emit(name, &r);
 }
 
+/* What the stall probe saw in a run's idle window. */
+static void stalls(row_t *r, const char *key, const run_t *run)
+{
+    if (!run->have_stalls)
+        return;
+    const stall_stats_t *s = &run->idle_stalls;
+    add(r, ", \"%s\": {\"fdatasync_max_ms\": %.1f, \"fdatasyncs_over_100ms\": %d, \"fdatasyncs\": %d, "
+        "\"wake_late_max_ms\": %.1f, \"wakes_late_over_100ms\": %d}", key, s->sync_max_ms, s->syncs_over_100ms,
+        s->syncs, s->wake_late_max_ms, s->wakes_late_over_100ms);
+}
+
 static void report_idle(const options_t *opts, run_t *ferry, run_t *etcd, const char *anchor_name,
                         const char *missing)
 {
@@ -403,12 +449,16 @@ static void report_idle(const options_t *opts, run_t *ferry, run_t *etcd, const 
     for (int i = 0; i < ferry->idle.n_raised; i++)
         add(&r, "%s%.1f", i ? ", " : "", ferry->idle.raised_at[i]);
     add(&r, "]");
-    if (etcd_ok)
+    stalls(&r, "stalls", ferry);
+    if (etcd_ok) {
         add(&r, ", \"anchor_window_s\": %.0f, \"anchor_leader_changes\": %d", etcd->idle.seconds,
             etcd->idle.leader_changes);
-    char note[200];
-    snprintf(note, sizeof(note), "term changes in a window without client writes, every member polled every %.1f s",
-             IDLE_POLL_S);
+        stalls(&r, "anchor_stalls", etcd);
+    }
+    char note[400];
+    snprintf(note, sizeof(note), "term changes in a window without client writes, every member polled every %.1f s; "
+             "stalls: a 512-byte write + fdatasync every 0.2 s on the state dirs' filesystem, and how late a 10 ms "
+             "sleep wakes, in the same window", IDLE_POLL_S);
     add_str(&r, "note", note);
     emit(name, &r);
 }
@@ -585,8 +635,9 @@ int main(int argc, char **argv)
     }
 
     printf("{\"bench\": \"raft\", \"machine\": {\"cpus\": %ld, \"model\": \"%s\", \"load_1m_before\": %.2f, "
-           "\"load_1m_max\": %.2f, \"load_1m_after\": %.2f},\n",
-           sysconf(_SC_NPROCESSORS_ONLN), model, load_before, fmax(load_max, load_1m()), load_1m());
+           "\"load_1m_max\": %.2f, \"load_1m_after\": %.2f, \"state_fs\": \"%s\"},\n",
+           sysconf(_SC_NPROCESSORS_ONLN), model, load_before, fmax(load_max, load_1m()), load_1m(),
+           filesystem_of(opts.workdir));
     printf(" \"params\": {\"quick\": %s, \"kills\": %d, \"idle_seconds\": %.0f, \"commits\": %d, \"clients\": %d, "
            "\"throughput_seconds\": %.1f, \"poll_ms\": %.0f, \"seed\": %llu, "
            "\"ferry_timings\": \"defaults: tick 10 ms, heartbeat 20 ms, election 100 ms\"},\n",
