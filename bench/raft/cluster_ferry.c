@@ -186,7 +186,8 @@ static int init_state(ferry_t *self, int i, char *err, size_t errlen)
     char *argv[] = { self->ferryd, "init", "--cluster", "bench", "--state-dir", self->state[i], "--name", name,
                      i > 0 ? "--join-existing" : NULL, NULL };
     if (proc_run(argv, self->log[i], 30) != 0) {
-        snprintf(err, errlen, "ferryd init for %s failed; see %s", name, self->log[i]);
+        proc_log_tail(self->log[i], 10);
+        snprintf(err, errlen, "ferryd init for %s failed (its output is on stderr)", name);
         return -1;
     }
     return 0;

@@ -60,7 +60,4 @@ int measure_top_term(cluster_t *c, uint64_t *term);
 /* Nearest-rank percentile (0 < p <= 100) of v[0..n-1]; sorts v. */
 double measure_percentile(double *v, int n, double p);
 
-/* Prints the last `lines` lines of a file to stderr, for a failure report. */
-void measure_log_tail(const char *path, int lines);
-
 #endif
