@@ -155,10 +155,10 @@ static void load_phase(cluster_t *c, const options_t *opts, run_t *r, bool concu
                 r->size, r->commits_done, leader + 1, *elections);
 }
 
-static void run_cluster(const options_t *opts, bool etcd, int size, rng_t *rng, run_t *r, double *load_max)
+/* All phases on one cluster of r->system and r->size. */
+static void run_cluster(const options_t *opts, bool etcd, rng_t *rng, run_t *r, double *load_max)
 {
-    r->system = etcd ? "etcd" : "ferry";
-    r->size = size;
+    int size = r->size;
     char dir[PATH_MAX], why[WHY_LEN];
     snprintf(dir, sizeof(dir), "%s/%s-%d", opts->workdir, r->system, size);
     if (mkdir(dir, 0700) != 0) {
@@ -338,16 +338,17 @@ int main(int argc, char **argv)
         for (int i = 0; i < n; i++) {
             run_t *r = &runs[n_runs++];
             memset(r, 0, sizeof(*r));
+            r->system = etcd ? "etcd" : "ferry";
+            r->size = etcd ? opts.etcd_sizes[i] : opts.ferry_sizes[i];
             r->latency_ms = calloc((size_t)opts.commits, sizeof(double));
-            if (etcd && !have_etcd) {
-                r->system = "etcd";
-                r->size = opts.etcd_sizes[i];
+            if (!r->latency_ms)
+                snprintf(r->skipped, sizeof(r->skipped), "out of memory for %d latency samples", opts.commits);
+            else if (etcd && !have_etcd)
                 snprintf(r->skipped, sizeof(r->skipped), "%s", strcmp(opts.etcd, "none") == 0
                          ? "not run (--etcd none; Debian: apt-get install etcd-server)"
                          : "not found or not executable (Debian: apt-get install etcd-server)");
-                continue;
-            }
-            run_cluster(&opts, etcd, etcd ? opts.etcd_sizes[i] : opts.ferry_sizes[i], &rng, r, &load_max);
+            else
+                run_cluster(&opts, etcd, &rng, r, &load_max);
         }
     }
 
