@@ -3,7 +3,7 @@
  *   bench_raft --ferryd PATH --etcd PATH --workdir DIR [--quick]
  *              [--sizes 3,5] [--etcd-sizes 3] [--kills N] [--idle-seconds S]
  *              [--commits N] [--clients N] [--throughput-seconds S]
- *              [--poll-ms MS] [--seed N]
+ *              [--poll-ms MS] [--seed N] [--ferry-log-level LEVEL]
  *
  * For each cluster (ferry agents of each size, then etcd members), on
  * 127.0.0.1 with default timings, one after another:
@@ -21,8 +21,8 @@
  * Prints one JSON object (docs/benchmarks.md) on stdout, progress on stderr.
  * Asserts nothing; a phase that fails leaves its rows "skipped" with the
  * reason. Every child dies with this process (PR_SET_PDEATHSIG). */
+#include "bench_raft.h"
 #include "cluster.h"
-#include "measure.h"
 #include "proc.h"
 
 #include "common/crypto.h"
@@ -36,44 +36,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
-#define MAX_SIZES 4
-#define MAX_KILLS 1000
-#define MAX_COMMITS 100000
-#define MAX_CLIENTS 256
 #define FORM_DEADLINE_S 90.0
-#define IDLE_POLL_S 0.5
-#define WHY_LEN 400
-
-typedef struct {
-    const char *ferryd, *etcd, *workdir;
-    int ferry_sizes[MAX_SIZES], n_ferry_sizes;
-    int etcd_sizes[MAX_SIZES], n_etcd_sizes;
-    int kills, commits, clients;
-    double idle_s, throughput_s, poll_ms;
-    uint64_t seed;
-    bool quick;
-} options_t;
-
-/* Everything measured on one cluster; a phase that failed says why. */
-typedef struct {
-    const char *system;
-    int size;
-    char skipped[WHY_LEN];          /* the cluster never formed */
-    double failover_ms[MAX_KILLS];
-    int kills_done;
-    char failover_why[WHY_LEN];
-    double *latency_ms;
-    int commits_done;
-    char latency_why[WHY_LEN];
-    int latency_elections;          /* term changes during the phase; -1 unknown */
-    throughput_t throughput;
-    char throughput_why[WHY_LEN];
-    int throughput_elections;
-    idle_t idle;
-    char idle_why[WHY_LEN];
-} run_t;
 
 /* --- machine ------------------------------------------------------------------------ */
 
@@ -108,18 +74,53 @@ static void first_value(const char *path, const char *prefix, char *out, size_t 
     fclose(f);
 }
 
+/* The kind of filesystem holding the state dirs: its fsync stalls are part
+ * of what every commit and heartbeat waits on. */
+static const char *filesystem_of(const char *path)
+{
+    struct statfs fs;
+    if (statfs(path, &fs) != 0)
+        return "unknown";
+    switch ((unsigned long)fs.f_type) {
+    case 0xEF53: return "ext4";
+    case 0x01021994: return "tmpfs";
+    case 0x58465342: return "xfs";
+    case 0x9123683E: return "btrfs";
+    case 0x794C7630: return "overlayfs";
+    default: return "other";
+    }
+}
+
 /* --- running one cluster ------------------------------------------------------------ */
 
 static void show_logs(cluster_t *c)
 {
     for (int i = 0; i < cluster_size(c); i++)
-        measure_log_tail(cluster_log(c, i), 12);
+        proc_log_tail(cluster_log(c, i), 12);
 }
 
 static void phase_failed(cluster_t *c, const char *phase, const char *why)
 {
     fprintf(stderr, "bench raft: %s %d: %s failed: %s\n", cluster_system(c), cluster_size(c), phase, why);
     show_logs(c);
+}
+
+/* The idle window, with the stall probe writing beside the members' logs. */
+static void idle_phase(cluster_t *c, const options_t *opts, const char *dir, run_t *r)
+{
+    stall_probe_t *probe = stall_probe_start(dir);
+    int rc = measure_idle(c, opts->idle_s, IDLE_POLL_S, &r->idle, r->idle_why, WHY_LEN);
+    r->have_stalls = probe != NULL;
+    stall_probe_stop(&probe, &r->idle_stalls);
+    if (rc != 0) {
+        phase_failed(c, "idle", r->idle_why);
+        return;
+    }
+    fprintf(stderr, "bench raft: %s %d: idle %.0f s: term %llu -> %llu, %d leader changes; fdatasync max %.0f ms "
+            "(%d over 100 ms), timer wake-up late by up to %.0f ms (%d over 100 ms)\n", r->system, r->size,
+            r->idle.seconds, (unsigned long long)r->idle.term_first, (unsigned long long)r->idle.term_last,
+            r->idle.leader_changes, r->idle_stalls.sync_max_ms, r->idle_stalls.syncs_over_100ms,
+            r->idle_stalls.wake_late_max_ms, r->idle_stalls.wakes_late_over_100ms);
 }
 
 /* Commit latency (sequential) or throughput (concurrent) through the
@@ -154,17 +155,18 @@ static void load_phase(cluster_t *c, const options_t *opts, run_t *r, bool concu
                 r->size, r->commits_done, leader + 1, *elections);
 }
 
-static void run_cluster(const options_t *opts, bool etcd, int size, rng_t *rng, run_t *r, double *load_max)
+/* All phases on one cluster of r->system and r->size. */
+static void run_cluster(const options_t *opts, bool etcd, rng_t *rng, run_t *r, double *load_max)
 {
-    r->system = etcd ? "etcd" : "ferry";
-    r->size = size;
+    int size = r->size;
     char dir[PATH_MAX], why[WHY_LEN];
     snprintf(dir, sizeof(dir), "%s/%s-%d", opts->workdir, r->system, size);
     if (mkdir(dir, 0700) != 0) {
         snprintf(r->skipped, sizeof(r->skipped), "cannot create %s", dir);
         return;
     }
-    cluster_options_t copts = { .binary = etcd ? opts->etcd : opts->ferryd, .workdir = dir, .size = size, .rng = rng };
+    cluster_options_t copts = { .binary = etcd ? opts->etcd : opts->ferryd, .workdir = dir, .size = size, .rng = rng,
+                               .log_level = opts->ferry_log_level };
     cluster_t *c = etcd ? cluster_etcd_new(&copts, why, sizeof(why)) : cluster_ferry_new(&copts, why, sizeof(why));
     if (!c) {
         snprintf(r->skipped, sizeof(r->skipped), "%s", why);
@@ -182,12 +184,8 @@ static void run_cluster(const options_t *opts, bool etcd, int size, rng_t *rng, 
     fprintf(stderr, "bench raft: %s %d: whole after %.1f s, leader member %d; idle for %.0f s\n", r->system, size,
             proc_now() - t0, leader + 1, opts->idle_s);
 
-    if (opts->idle_s > 0 && measure_idle(c, opts->idle_s, IDLE_POLL_S, &r->idle, r->idle_why, WHY_LEN) != 0)
-        phase_failed(c, "idle", r->idle_why);
-    else if (opts->idle_s > 0)
-        fprintf(stderr, "bench raft: %s %d: idle %.0f s: term %llu -> %llu, %d leader changes\n", r->system, size,
-                r->idle.seconds, (unsigned long long)r->idle.term_first, (unsigned long long)r->idle.term_last,
-                r->idle.leader_changes);
+    if (opts->idle_s > 0)
+        idle_phase(c, opts, dir, r);
     *load_max = fmax(*load_max, load_1m());
 
     load_phase(c, opts, r, false);
@@ -200,240 +198,13 @@ static void run_cluster(const options_t *opts, bool etcd, int size, rng_t *rng, 
     *load_max = fmax(*load_max, load_1m());
     cluster_destroy(&c);
 }
-
-/* --- JSON ------------------------------------------------------------------------------ */
-
-/* One row's members after "case", built up piece by piece. */
-typedef struct {
-    char text[2048];
-    size_t len;
-} row_t;
-
-__attribute__((format(printf, 2, 3))) static void add(row_t *r, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(r->text + r->len, sizeof(r->text) - r->len, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        r->len = r->len + (size_t)n < sizeof(r->text) ? r->len + (size_t)n : sizeof(r->text) - 1;
-}
-
-/* , "key": "value" with the value made JSON-safe (reasons quote logs). */
-static void add_str(row_t *r, const char *key, const char *value)
-{
-    add(r, ", \"%s\": \"", key);
-    for (const char *p = value; *p; p++)
-        if (*p == '"' || *p == '\\')
-            add(r, "'");
-        else if ((unsigned char)*p >= 0x20)
-            add(r, "%c", *p);
-    add(r, "\"");
-}
-
-static void measured(row_t *r, const char *unit, const char *better, double ferry)
-{
-    add(r, ", \"unit\": \"%s\", \"better\": \"%s\", \"ferry\": %.3f", unit, better, ferry);
-}
-
-/* The anchor, or why there is none. */
-static void anchor(row_t *r, bool ok, double value, const char *name, const char *missing)
-{
-    if (ok) {
-        add(r, ", \"anchor\": %.3f", value);
-        add_str(r, "anchor_name", name);
-    } else {
-        add_str(r, "anchor_skipped", missing);
-    }
-}
-
-static int rows_printed;
-
-static void emit(const char *name, const row_t *r)
-{
-    printf("%s\n  {\"case\": \"%s\"%s}", rows_printed++ ? "," : "", name, r->text);
-}
-
-static void emit_skipped(const char *name, const char *reason)
-{
-    row_t r = { .len = 0 };
-    add_str(&r, "skipped", reason[0] ? reason : "not measured; see stderr");
-    emit(name, &r);
-}
-
-typedef struct {
-    bool ok;
-    double median, p99, min, max;
-    int n;
-} summary_t;
-
-static summary_t summarize(double *v, int n)
-{
-    summary_t s = { .ok = n > 0, .n = n };
-    if (n > 0) {
-        s.median = measure_percentile(v, n, 50);
-        s.p99 = measure_percentile(v, n, 99);
-        s.min = v[0];
-        s.max = v[n - 1];
-    }
-    return s;
-}
-
-static void report_failover(const options_t *opts, run_t *ferry, run_t *etcd, const char *anchor_name,
-                            const char *missing)
-{
-    char name[200];
-    int size = ferry->size;
-    summary_t f = summarize(ferry->failover_ms, ferry->kills_done);
-    summary_t e = etcd ? summarize(etcd->failover_ms, etcd->kills_done) : (summary_t){ 0 };
-    const char *etcd_missing = etcd ? "etcd's failover was not measured; see stderr" : missing;
-    snprintf(name, sizeof(name), "%d agents: leader failover after SIGKILL, median", size);
-    if (ferry->skipped[0] || !f.ok) {
-        emit_skipped(name, ferry->skipped[0] ? ferry->skipped : ferry->failover_why);
-        return;
-    }
-    row_t r = { .len = 0 };
-    measured(&r, "ms", "lower", f.median);
-    anchor(&r, e.ok, e.median, anchor_name, etcd_missing);
-    add(&r, ", \"goal\": 300, \"samples\": %d, \"min\": %.1f, \"max\": %.1f", f.n, f.min, f.max);
-    if (e.ok)
-        add(&r, ", \"anchor_samples\": %d, \"anchor_min\": %.1f, \"anchor_max\": %.1f", e.n, e.min, e.max);
-    char note[400];
-    snprintf(note, sizeof(note), "from just before kill() to the first survivor naming another leader; every "
-             "survivor polled every %.0f ms over kept connections; the killed member restarted and the cluster "
-             "whole again before each kill%s", opts->poll_ms,
-             ferry->failover_why[0] ? "; stopped early, see stderr" : "");
-    add_str(&r, "note", note);
-    emit(name, &r);
-
-    snprintf(name, sizeof(name), "%d agents: leader failover after SIGKILL, p99", size);
-    r = (row_t){ .len = 0 };
-    measured(&r, "ms", "lower", f.p99);
-    anchor(&r, e.ok, e.p99, anchor_name, etcd_missing);
-    add(&r, ", \"samples\": %d", f.n);
-    add_str(&r, "note", "nearest rank: with fewer than 100 kills this is the slowest one");
-    emit(name, &r);
-
-    snprintf(name, sizeof(name), "%d agents: failover speedup over etcd, median", size);
-    if (!e.ok) {
-        emit_skipped(name, etcd_missing);
-        return;
-    }
-    r = (row_t){ .len = 0 };
-    measured(&r, "x", "higher", e.median / f.median);
-    add(&r, ", \"goal\": 5");
-    add_str(&r, "note", "etcd's median failover divided by ferry's, same run; the issue asks for more than 5x");
-    emit(name, &r);
-}
-
-static void report_commits(const options_t *opts, run_t *ferry, run_t *etcd, const char *anchor_name,
-                           const char *missing)
-{
-    char name[200];
-    int size = ferry->size;
-    summary_t f = summarize(ferry->latency_ms, ferry->commits_done);
-    summary_t e = etcd ? summarize(etcd->latency_ms, etcd->commits_done) : (summary_t){ 0 };
-    const char *etcd_missing = etcd ? "etcd's commit latency was not measured; see stderr" : missing;
-    snprintf(name, sizeof(name), "%d agents: commit latency p50, sequential writes to the leader", size);
-    if (ferry->skipped[0] || !f.ok) {
-        emit_skipped(name, ferry->skipped[0] ? ferry->skipped : ferry->latency_why);
-    } else {
-        row_t r = { .len = 0 };
-        measured(&r, "ms", "lower", f.median);
-        anchor(&r, e.ok, e.median, anchor_name, etcd_missing);
-        if (e.ok)
-            add(&r, ", \"goal\": %.3f", e.median);
-        add(&r, ", \"samples\": %d, \"elections_during\": %d", f.n, ferry->latency_elections);
-        if (e.ok)
-            add(&r, ", \"anchor_elections_during\": %d", etcd->latency_elections);
-        add_str(&r, "note", "ferry: cluster.set over one CURVE control connection; etcd: PUT /v3/kv/put over one "
-                "kept-alive HTTP/1.1 connection (JSON gateway); goal: no worse than etcd in the same run");
-        emit(name, &r);
-        snprintf(name, sizeof(name), "%d agents: commit latency p99, sequential writes to the leader", size);
-        r = (row_t){ .len = 0 };
-        measured(&r, "ms", "lower", f.p99);
-        anchor(&r, e.ok, e.p99, anchor_name, etcd_missing);
-        add(&r, ", \"samples\": %d", f.n);
-        emit(name, &r);
-    }
-
-    snprintf(name, sizeof(name), "%d agents: commits per second, %d concurrent clients", size, opts->clients);
-    if (ferry->skipped[0] || ferry->throughput.commits == 0) {
-        emit_skipped(name, ferry->skipped[0] ? ferry->skipped : ferry->throughput_why);
-        return;
-    }
-    row_t r = { .len = 0 };
-    measured(&r, "commits/s", "higher", ferry->throughput.commits_per_s);
-    bool etcd_ok = etcd && etcd->throughput.commits > 0;
-    anchor(&r, etcd_ok, etcd_ok ? etcd->throughput.commits_per_s : 0, anchor_name,
-           etcd ? "etcd's throughput was not measured; see stderr" : missing);
-    add(&r, ", \"seconds\": %.1f, \"errors\": %ld", ferry->throughput.seconds, ferry->throughput.errors);
-    if (ferry->throughput.errors)
-        add_str(&r, "first_error", ferry->throughput.first_error);
-    add(&r, ", \"elections_during\": %d", ferry->throughput_elections);
-    if (etcd_ok)
-        add(&r, ", \"anchor_errors\": %ld, \"anchor_elections_during\": %d", etcd->throughput.errors,
-            etcd->throughput_elections);
-    add_str(&r, "note", "each client has its own connection to the leader and writes one after another");
-    emit(name, &r);
-}
-
-static void report_idle(const options_t *opts, run_t *ferry, run_t *etcd, const char *anchor_name,
-                        const char *missing)
-{
-    char name[200];
-    snprintf(name, sizeof(name), "%d agents: spurious elections while idle", ferry->size);
-    if (opts->idle_s <= 0) {
-        emit_skipped(name, "--idle-seconds 0");
-        return;
-    }
-    if (ferry->skipped[0] || ferry->idle_why[0]) {
-        emit_skipped(name, ferry->skipped[0] ? ferry->skipped : ferry->idle_why);
-        return;
-    }
-    row_t r = { .len = 0 };
-    measured(&r, "elections", "lower", (double)(ferry->idle.term_last - ferry->idle.term_first));
-    bool etcd_ok = etcd && etcd->idle.seconds > 0 && !etcd->idle_why[0];
-    anchor(&r, etcd_ok, etcd_ok ? (double)(etcd->idle.term_last - etcd->idle.term_first) : 0, anchor_name,
-           etcd ? "etcd's idle window failed; see stderr" : missing);
-    add(&r, ", \"goal\": 0, \"window_s\": %.0f, \"leader_changes\": %d, \"failed_polls\": %d",
-        ferry->idle.seconds, ferry->idle.leader_changes, ferry->idle.failed_polls);
-    if (etcd_ok)
-        add(&r, ", \"anchor_window_s\": %.0f, \"anchor_leader_changes\": %d", etcd->idle.seconds,
-            etcd->idle.leader_changes);
-    char note[200];
-    snprintf(note, sizeof(note), "term changes in a window without client writes, every member polled every %.1f s",
-             IDLE_POLL_S);
-    add_str(&r, "note", note);
-    emit(name, &r);
-}
-
-/* The rows of one ferry cluster, against the etcd cluster of the same size
- * when there is one. */
-static void report(const options_t *opts, run_t *ferry, run_t *etcd, const char *etcd_version)
-{
-    char anchor_name[300], missing[WHY_LEN + 64] = "";
-    snprintf(anchor_name, sizeof(anchor_name),
-             "etcd %s, %d members on 127.0.0.1, default timings (heartbeat 100 ms, election 1000 ms), same run",
-             etcd_version, ferry->size);
-    if (!etcd)
-        snprintf(missing, sizeof(missing), "etcd was not run with %d members (--etcd-sizes)", ferry->size);
-    else if (etcd->skipped[0])
-        snprintf(missing, sizeof(missing), "etcd: %s", etcd->skipped);
-    if (etcd && etcd->skipped[0])
-        etcd = NULL;
-    report_failover(opts, ferry, etcd, anchor_name, missing);
-    report_commits(opts, ferry, etcd, anchor_name, missing);
-    report_idle(opts, ferry, etcd, anchor_name, missing);
-}
-
 /* --- options ------------------------------------------------------------------------- */
 
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_raft --ferryd PATH --etcd PATH|none --workdir DIR [--quick] [--sizes 3,5]\n"
                     "       [--etcd-sizes 3] [--kills N] [--idle-seconds S] [--commits N] [--clients N]\n"
-                    "       [--throughput-seconds S] [--poll-ms MS] [--seed N]\n");
+                    "       [--throughput-seconds S] [--poll-ms MS] [--seed N] [--ferry-log-level debug]\n");
 }
 
 static int parse_sizes(const char *text, int *sizes, int *n)
@@ -494,6 +265,8 @@ static int parse_options(int argc, char **argv, options_t *o)
             o->etcd = value;
         } else if (strcmp(flag, "--workdir") == 0) {
             o->workdir = value;
+        } else if (strcmp(flag, "--ferry-log-level") == 0) {
+            o->ferry_log_level = value;
         } else if (strcmp(flag, "--sizes") == 0) {
             if ((rc = parse_sizes(value, o->ferry_sizes, &o->n_ferry_sizes)) != 0)
                 fprintf(stderr, "bench_raft: --sizes %s: expected up to %d sizes 1-%d, comma separated\n", value,
@@ -565,37 +338,30 @@ int main(int argc, char **argv)
         for (int i = 0; i < n; i++) {
             run_t *r = &runs[n_runs++];
             memset(r, 0, sizeof(*r));
+            r->system = etcd ? "etcd" : "ferry";
+            r->size = etcd ? opts.etcd_sizes[i] : opts.ferry_sizes[i];
             r->latency_ms = calloc((size_t)opts.commits, sizeof(double));
-            if (etcd && !have_etcd) {
-                r->system = "etcd";
-                r->size = opts.etcd_sizes[i];
-                snprintf(r->skipped, sizeof(r->skipped), "%s not found (Debian: apt-get install etcd-server)",
-                         opts.etcd);
-                continue;
-            }
-            run_cluster(&opts, etcd, etcd ? opts.etcd_sizes[i] : opts.ferry_sizes[i], &rng, r, &load_max);
+            if (!r->latency_ms)
+                snprintf(r->skipped, sizeof(r->skipped), "out of memory for %d latency samples", opts.commits);
+            else if (etcd && !have_etcd)
+                snprintf(r->skipped, sizeof(r->skipped), "%s", strcmp(opts.etcd, "none") == 0
+                         ? "not run (--etcd none; Debian: apt-get install etcd-server)"
+                         : "not found or not executable (Debian: apt-get install etcd-server)");
+            else
+                run_cluster(&opts, etcd, &rng, r, &load_max);
         }
     }
 
     printf("{\"bench\": \"raft\", \"machine\": {\"cpus\": %ld, \"model\": \"%s\", \"load_1m_before\": %.2f, "
-           "\"load_1m_max\": %.2f, \"load_1m_after\": %.2f},\n",
-           sysconf(_SC_NPROCESSORS_ONLN), model, load_before, fmax(load_max, load_1m()), load_1m());
+           "\"load_1m_max\": %.2f, \"load_1m_after\": %.2f, \"state_fs\": \"%s\"},\n",
+           sysconf(_SC_NPROCESSORS_ONLN), model, load_before, fmax(load_max, load_1m()), load_1m(),
+           filesystem_of(opts.workdir));
     printf(" \"params\": {\"quick\": %s, \"kills\": %d, \"idle_seconds\": %.0f, \"commits\": %d, \"clients\": %d, "
            "\"throughput_seconds\": %.1f, \"poll_ms\": %.0f, \"seed\": %llu, "
            "\"ferry_timings\": \"defaults: tick 10 ms, heartbeat 20 ms, election 100 ms\"},\n",
            opts.quick ? "true" : "false", opts.kills, opts.idle_s, opts.commits, opts.clients, opts.throughput_s,
            opts.poll_ms, (unsigned long long)opts.seed);
-    printf(" \"rows\": [");
-    for (int i = 0; i < n_runs; i++) {
-        if (strcmp(runs[i].system, "ferry") != 0)
-            continue;
-        run_t *etcd = NULL;
-        for (int j = 0; j < n_runs; j++)
-            if (strcmp(runs[j].system, "etcd") == 0 && runs[j].size == runs[i].size)
-                etcd = &runs[j];
-        report(&opts, &runs[i], etcd, etcd_version[0] ? etcd_version : "unknown");
-    }
-    printf("\n]}\n");
+    report_rows(stdout, &opts, runs, n_runs, etcd_version[0] ? etcd_version : "unknown");
     for (int i = 0; i < n_runs; i++)
         free(runs[i].latency_ms);
     return 0;

@@ -35,6 +35,7 @@ typedef struct {
     const char *workdir; /* an empty directory for state dirs, configs and logs */
     int size;            /* 1..CLUSTER_MAX_MEMBERS */
     rng_t *rng;          /* picks ports */
+    const char *log_level;   /* ferry agents' [agent] log_level; NULL: their default */
 } cluster_options_t;
 
 typedef struct cluster cluster_t;

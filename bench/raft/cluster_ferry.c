@@ -186,13 +186,15 @@ static int init_state(ferry_t *self, int i, char *err, size_t errlen)
     char *argv[] = { self->ferryd, "init", "--cluster", "bench", "--state-dir", self->state[i], "--name", name,
                      i > 0 ? "--join-existing" : NULL, NULL };
     if (proc_run(argv, self->log[i], 30) != 0) {
-        snprintf(err, errlen, "ferryd init for %s failed; see %s", name, self->log[i]);
+        proc_log_tail(self->log[i], 10);
+        snprintf(err, errlen, "ferryd init for %s failed (its output is on stderr)", name);
         return -1;
     }
     return 0;
 }
 
-static int write_config(ferry_t *self, int i, const int ports[][PORTS_PER_AGENT], char *err, size_t errlen)
+static int write_config(ferry_t *self, int i, const int ports[][PORTS_PER_AGENT], const char *log_level,
+                        char *err, size_t errlen)
 {
     FILE *f = fopen(self->config[i], "w");
     if (!f) {
@@ -207,6 +209,8 @@ static int write_config(ferry_t *self, int i, const int ports[][PORTS_PER_AGENT]
             fprintf(f, "%s127.0.0.1:%d", sep, ports[j][2]);
             sep = ",";
         }
+    if (log_level)
+        fprintf(f, "\nlog_level = %s", log_level);
     fprintf(f, "\n[ports]\ncontrol = %d\nraft = %d\ngossip = %d\nmigration = %d\nhttp = %d\n", ports[i][0],
             ports[i][1], ports[i][2], ports[i][3], ports[i][4]);
     return fclose(f) == 0 ? 0 : -1;
@@ -240,7 +244,7 @@ cluster_t *cluster_ferry_new(const cluster_options_t *opts, char *err, size_t er
             snprintf(err, errlen, "cannot create %s", dir);
             goto fail;
         }
-        if (init_state(self, i, err, errlen) != 0 || write_config(self, i, ports, err, errlen) != 0)
+        if (init_state(self, i, err, errlen) != 0 || write_config(self, i, ports, opts->log_level, err, errlen) != 0)
             goto fail;
         char cred_path[PATH_MAX + 16];
         snprintf(cred_path, sizeof(cred_path), "%s/admin.cred", self->state[i]);

@@ -298,8 +298,10 @@ int measure_idle(cluster_t *c, double seconds, double poll_s, idle_t *out, char 
         }
         if (answered) {
             if (!have_first)
-                out->term_first = top;
+                out->term_first = out->term_last = top;
             have_first = true;
+            if (top > out->term_last && out->n_raised < IDLE_MAX_RAISES)
+                out->raised_at[out->n_raised++] = proc_now() - start;
             out->term_last = top > out->term_last ? top : out->term_last;
         }
         const char *now_leader = most_named(names, answered);
@@ -352,28 +354,4 @@ double measure_percentile(double *v, int n, double p)
     if (rank > n)
         rank = n;
     return v[rank - 1];
-}
-
-void measure_log_tail(const char *path, int lines)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    long ends[256] = { 0 };
-    int count = 0;
-    int ch;
-    long pos = 0;
-    if (lines > 255)
-        lines = 255;
-    while ((ch = fgetc(f)) != EOF) {
-        pos++;
-        if (ch == '\n')
-            ends[count++ % (lines + 1)] = pos;
-    }
-    long from = count > lines ? ends[(count - lines - 1) % (lines + 1)] : 0;
-    fseek(f, from, SEEK_SET);
-    fprintf(stderr, "--- last lines of %s\n", path);
-    while ((ch = fgetc(f)) != EOF)
-        fputc(ch, stderr);
-    fclose(f);
 }

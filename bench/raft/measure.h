@@ -37,11 +37,15 @@ typedef struct {
 int measure_throughput(cluster_t *c, int member, int clients, double seconds, throughput_t *out, char *why,
                        size_t whylen);
 
+#define IDLE_MAX_RAISES 32
+
 typedef struct {
     double seconds;            /* the window actually watched */
     uint64_t term_first, term_last;   /* highest term any member reported, at start and at end */
-    int leader_changes;        /* times the leader some member names changed to another member */
+    int leader_changes;        /* times the leader most members name changed to another member */
     int polls, failed_polls;
+    double raised_at[IDLE_MAX_RAISES];   /* seconds into the window at which the top term rose */
+    int n_raised;
 } idle_t;
 
 /* Watches the cluster with no client writes for `seconds`, asking every
@@ -55,8 +59,5 @@ int measure_top_term(cluster_t *c, uint64_t *term);
 
 /* Nearest-rank percentile (0 < p <= 100) of v[0..n-1]; sorts v. */
 double measure_percentile(double *v, int n, double p);
-
-/* Prints the last `lines` lines of a file to stderr, for a failure report. */
-void measure_log_tail(const char *path, int lines);
 
 #endif

@@ -136,3 +136,27 @@ int proc_copy_file(const char *from, const char *to)
     close(out);
     return rc;
 }
+
+void proc_log_tail(const char *path, int lines)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    long ends[256] = { 0 };
+    int count = 0;
+    int ch;
+    long pos = 0;
+    if (lines > 255)
+        lines = 255;
+    while ((ch = fgetc(f)) != EOF) {
+        pos++;
+        if (ch == '\n')
+            ends[count++ % (lines + 1)] = pos;
+    }
+    long from = count > lines ? ends[(count - lines - 1) % (lines + 1)] : 0;
+    fseek(f, from, SEEK_SET);
+    fprintf(stderr, "--- last lines of %s\n", path);
+    while ((ch = fgetc(f)) != EOF)
+        fputc(ch, stderr);
+    fclose(f);
+}

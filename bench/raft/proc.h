@@ -36,6 +36,10 @@ int proc_free_port(const int *taken, size_t n_taken, rng_t *rng);
 /* Copies a small file (a key). Returns 0 or -1. */
 int proc_copy_file(const char *from, const char *to);
 
+/* Prints the last `lines` (at most 255) lines of a child's log to stderr,
+ * for a failure report: the scratch directory is removed afterwards. */
+void proc_log_tail(const char *path, int lines);
+
 /* Monotonic seconds. */
 double proc_now(void);
 void proc_sleep(double seconds);

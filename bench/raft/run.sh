@@ -4,6 +4,7 @@
 #   bench/run raft                      # 3 and 5 agents, etcd 3, 20 kills, 600 s idle each
 #   bash bench/raft/run.sh build --quick                 # 5 kills, 20 s idle
 #   bash bench/raft/run.sh build --idle-seconds 120      # any bench_raft flag
+#   TMPDIR=/dev/shm bash bench/raft/run.sh build         # state on tmpfs: no disk stalls
 #
 # etcd comes from Debian's etcd-server (/usr/bin/etcd); without it the etcd
 # anchors say "anchor_skipped". Every process started lives on 127.0.0.1
@@ -21,7 +22,9 @@ fi
 etcd=${FERRY_BENCH_ETCD:-/usr/bin/etcd}
 [ -x "$etcd" ] || etcd=none
 
-work=$(mktemp -d /tmp/ferry-bench-raft.XXXXXX)
+# State dirs and logs go under $TMPDIR (default /tmp): its disk's fsync
+# stalls are part of what is measured (TMPDIR=/dev/shm takes them out).
+work=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench-raft.XXXXXX")
 bench_pid=
 cleanup() {
     # bench_raft's children die with it (PR_SET_PDEATHSIG); stop it first.
