@@ -3,6 +3,7 @@
 #include "agent/cluster.h"
 #include "agent/control.h"
 #include "agent/inventory.h"
+#include "agent/migrations.h"
 #include "agent/peers.h"
 #include "agent/statedir.h"
 #include "agent/vms.h"
@@ -30,6 +31,7 @@ struct agent {
     peers_t *peers;
     inventory_t *inventory;
     vms_t *vms;
+    migrations_t *migrations;
     uint64_t started_ms;
     int signal_fd;           /* SIGINT and SIGTERM, read in the loop */
     int stop_signal;
@@ -138,7 +140,7 @@ agent_t *agent_new(const config_t *config, const agent_options_t *options, char 
         goto fail;
     }
     for (int i = 0; i < self->state.admin_count; i++)
-        zap_allow(self->zap, "control", self->state.admins[i]);
+        zap_allow(self->zap, "control", self->state.admins[i], ZAP_ROLE_ADMIN);
 
     /* No bind address configured: serve on the management interface. */
     if (self->config.agent.bind[0] == '\0') {
@@ -209,6 +211,7 @@ agent_t *agent_new(const config_t *config, const agent_options_t *options, char 
         .control_addr = control_addr,
         .migration_addr = migration_addr,
         .cluster = self->cluster,
+        .zap = self->zap,
     };
     self->peers = peers_new(&peers_cfg, self->loop, self->control, err, errlen);
     if (!self->peers)
@@ -226,6 +229,19 @@ agent_t *agent_new(const config_t *config, const agent_options_t *options, char 
     self->vms = vms_new(&vms_cfg, self->cluster, self->control, self->loop, err, errlen);
     if (!self->vms)
         goto fail;
+    migrations_config_t migrations_cfg = {
+        .name = self->state.name,
+        .state_dir = self->state.path,
+        .config = &self->config,
+        .identity = &self->state.identity,
+        .inventory = self->inventory,
+        .cluster = self->cluster,
+        .peers = self->peers,
+        .vms = self->vms,
+    };
+    self->migrations = migrations_new(&migrations_cfg, self->control, self->loop, err, errlen);
+    if (!self->migrations)
+        goto fail;
     zloop_reader(self->loop, zap_socket(self->zap), on_zap, self);
     zloop_reader(self->loop, control_socket(self->control), on_control, self);
     /* Keep serving after a handler error; only a signal stops the loop. */
@@ -241,6 +257,7 @@ void agent_destroy(agent_t **self_p)
     agent_t *self = *self_p;
     if (!self)
         return;
+    migrations_destroy(&self->migrations);   /* hands its VMs back to vms */
     vms_destroy(&self->vms);
     peers_destroy(&self->peers);
     cluster_destroy(&self->cluster);

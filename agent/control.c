@@ -1,5 +1,6 @@
 /* control.c - see control.h. */
 #include "agent/control.h"
+#include "agent/zap.h"
 #include "common/log.h"
 #include "common/wire.h"
 
@@ -12,6 +13,7 @@ typedef struct {
     char name[64];
     control_handler_fn *handler;
     void *ctx;
+    bool peers_may_call;
 } command_t;
 
 typedef struct {
@@ -94,7 +96,8 @@ const char *control_endpoint(const control_t *self) { return self->endpoint; }
 uint64_t control_requests(const control_t *self) { return self->requests; }
 uint64_t control_malformed(const control_t *self) { return self->malformed; }
 
-int control_register(control_t *self, const char *command, control_handler_fn *handler, void *ctx)
+static int add_command(control_t *self, const char *command, control_handler_fn *handler, void *ctx,
+                       bool peers_may_call)
 {
     if (self->command_count == CONTROL_MAX_COMMANDS || strlen(command) >= sizeof(self->commands[0].name))
         return -1;
@@ -102,7 +105,18 @@ int control_register(control_t *self, const char *command, control_handler_fn *h
     snprintf(c->name, sizeof(c->name), "%s", command);
     c->handler = handler;
     c->ctx = ctx;
+    c->peers_may_call = peers_may_call;
     return 0;
+}
+
+int control_register(control_t *self, const char *command, control_handler_fn *handler, void *ctx)
+{
+    return add_command(self, command, handler, ctx, false);
+}
+
+int control_register_for_peers(control_t *self, const char *command, control_handler_fn *handler, void *ctx)
+{
+    return add_command(self, command, handler, ctx, true);
 }
 
 static const command_t *find_command(const control_t *self, const char *name)
@@ -152,7 +166,7 @@ static void reply_ok(control_t *self, zframe_t *routing_id, const msgpack_sbuffe
     msgpack_sbuffer_destroy(&buf);
 }
 
-static void dispatch(control_t *self, zframe_t *routing_id, const wire_control_request_t *req)
+static void dispatch(control_t *self, zframe_t *routing_id, const wire_control_request_t *req, bool from_peer)
 {
     const command_t *command = find_command(self, req->command);
     if (!command) {
@@ -161,13 +175,21 @@ static void dispatch(control_t *self, zframe_t *routing_id, const wire_control_r
         reply_error(self, routing_id, CONTROL_UNKNOWN_COMMAND, error);
         return;
     }
+    if (from_peer && !command->peers_may_call) {
+        char error[160];
+        snprintf(error, sizeof(error), "command '%s' is for operators; a peer agent may not call it", req->command);
+        log_warn("control", "%s", error);
+        reply_error(self, routing_id, CONTROL_FORBIDDEN, error);
+        return;
+    }
     /* The result is packed into its own buffer first, so a failing handler
      * leaves no half-packed value behind. */
     msgpack_sbuffer result_buf;
     msgpack_sbuffer_init(&result_buf);
     msgpack_packer result_pk;
     msgpack_packer_init(&result_pk, &result_buf, msgpack_sbuffer_write);
-    control_call_t call = { .args = req->args, .result = &result_pk, .ticket = ++self->next_ticket };
+    control_call_t call = { .args = req->args, .result = &result_pk, .ticket = ++self->next_ticket,
+                            .from_peer = from_peer };
     int rc = command->handler(command->ctx, &call);
     if (rc == CONTROL_DEFERRED && call.deferred) {
         if (self->pending_count == CONTROL_MAX_PENDING) {
@@ -251,8 +273,11 @@ void control_handle(control_t *self)
                 snprintf(error, sizeof(error), "malformed request: %s", err);
                 reply_error(self, routing_id, CONTROL_BAD_REQUEST, error);
             } else {
-                log_debug("control", "%s from '%s'", req.command, env.sender);
-                dispatch(self, routing_id, &req);
+                /* The ZAP handler named the key's role in the User-Id. */
+                const char *role = zframe_meta(payload, "User-Id");
+                bool from_peer = role && strcmp(role, ZAP_ROLE_PEER) == 0;
+                log_debug("control", "%s from '%s'%s", req.command, env.sender, from_peer ? " (peer)" : "");
+                dispatch(self, routing_id, &req, from_peer);
             }
             wire_envelope_release(&env);
         }

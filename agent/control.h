@@ -29,6 +29,7 @@ typedef enum {
     CONTROL_CONFLICT = 4,
     CONTROL_UNAVAILABLE = 5,
     CONTROL_INTERNAL = 6,
+    CONTROL_FORBIDDEN = 7,        /* a peer agent asked for an operator's command */
 } control_code_t;
 
 typedef struct control control_t;
@@ -37,6 +38,7 @@ typedef uint64_t control_ticket_t;
 typedef struct {
     const msgpack_object *args;   /* a map, or NULL when the request had none */
     control_ticket_t ticket;      /* set by control_defer() */
+    bool from_peer;               /* the caller is another agent, not an operator */
     bool deferred;
     msgpack_packer *result;       /* pack exactly one value on success */
     control_code_t code;          /* set with control_fail() */
@@ -71,6 +73,8 @@ zsock_t *control_socket(control_t *self);
 const char *control_endpoint(const control_t *self);
 
 int control_register(control_t *self, const char *command, control_handler_fn *handler, void *ctx);
+/* The same for a command that peer agents may call as well as operators. */
+int control_register_for_peers(control_t *self, const char *command, control_handler_fn *handler, void *ctx);
 
 /* Reads one request from the socket, dispatches it and sends the reply. */
 void control_handle(control_t *self);

@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "common/wire.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -126,6 +127,22 @@ static void learn(peers_t *self, const char *name)
     char endpoint[300];
     snprintf(endpoint, sizeof(endpoint), "tcp://%s", record.raft_addr);
     cluster_learn_peer(self->cfg.cluster, name, record.curve_public_key, endpoint);
+    /* Its record arrived sealed with the cluster key: it may ask this agent
+     * for the peer commands (a migration's destination half). */
+    if (self->cfg.zap)
+        zap_allow(self->cfg.zap, "control", record.curve_public_key, ZAP_ROLE_PEER);
+}
+
+int peers_member_record(peers_t *self, const char *name, swim_record_t *out)
+{
+    swim_member_t m;
+    if (gossip_member_find(self->gossip, name, &m) != 0)
+        return -ENOENT;
+    if (m.state != SWIM_ALIVE && m.state != SWIM_SUSPECT)
+        return -EHOSTDOWN;
+    if (!m.record || swim_record_decode(m.record, m.record_len, out, NULL, NULL) != 0)
+        return -EBADMSG;
+    return 0;
 }
 
 static void drain_events(peers_t *self)

@@ -1,7 +1,8 @@
 /* peers.h - the agent's membership: runs the gossip shell on the agent's
  * loop, publishes this host's record (capacity, usage, interfaces and their
  * services, endpoints, CURVE key), hands every live member's Raft endpoint
- * to the cluster module, and serves `host.list`. */
+ * to the cluster module, admits members' keys as peers on the control API
+ * (zap.h), and serves `host.list`. */
 #ifndef FERRY_AGENT_PEERS_H
 #define FERRY_AGENT_PEERS_H
 
@@ -10,6 +11,8 @@
 #include "agent/cluster.h"
 #include "agent/control.h"
 #include "agent/inventory.h"
+#include "agent/membership/swim_record.h"
+#include "agent/zap.h"
 #include "common/config.h"
 #include "common/crypto.h"
 
@@ -25,6 +28,7 @@ typedef struct {
     const char *control_addr;
     const char *migration_addr;
     cluster_t *cluster;
+    zap_t *zap;                      /* members' keys are admitted as peers on "control" */
 } peers_config_t;
 
 peers_t *peers_new(const peers_config_t *cfg, zloop_t *loop, control_t *control, char *err, size_t errlen);
@@ -33,5 +37,10 @@ void peers_destroy(peers_t **self_p);
 
 /* Re-reads usage from the inventory into this host's record. */
 void peers_refresh_record(peers_t *self);
+
+/* Another member's record, decoded. Returns 0, -ENOENT if no member has
+ * that name, -EHOSTDOWN if it is known but dead or gone, -EBADMSG if its
+ * record does not decode. */
+int peers_member_record(peers_t *self, const char *name, swim_record_t *out);
 
 #endif

@@ -290,6 +290,8 @@ void vms_reconcile(vms_t *self)
     for (size_t i = 0; i < fsm_vm_count(fsm); i++) {
         const fsm_vm_t *v = fsm_vm_at(fsm, i);
         vms_record_t *r = vms_record_find(self, v->name);
+        if (r && r->migrating)
+            continue;   /* a migration thread holds it; it hands it back when done */
         if (r && r->created_index != v->created_index) {
             /* Deleted and created again under the same name: a new VM. */
             if (r->vm)
@@ -333,6 +335,8 @@ void vms_reconcile(vms_t *self)
     for (size_t i = self->record_count; i-- > 0;) {
         vms_record_t *r = self->records[i];
         const fsm_vm_t *v = fsm_vm_find(fsm, r->name);
+        if (r->migrating)
+            continue;
         if (!v) {
             if (r->vm)
                 stop_local(self, r, LOG_LEVEL_INFO, "stopped", "the VM was deleted");
@@ -463,24 +467,67 @@ size_t vms_running(const vms_t *self)
     return n;
 }
 
-vm_t *vms_local_vm(vms_t *self, const char *name)
+/* --- migration hand-over --------------------------------------------------------------- */
+
+bool vms_local_running(vms_t *self, const char *name)
 {
     vms_record_t *r = vms_record_find(self, name);
-    return r ? r->vm : NULL;
+    return r && r->vm;
 }
 
-void vms_lend_dirty_log(vms_t *self, const char *name, bool lent)
+bool vms_migrating(vms_t *self, const char *name)
 {
     vms_record_t *r = vms_record_find(self, name);
-    if (!r)
+    return r && r->migrating;
+}
+
+int vms_console_path(vms_t *self, const char *name, char *out, size_t cap)
+{
+    char dir[PATH_MAX];
+    if (vms_path(self, name, NULL, dir, sizeof(dir)) != 0 || vms_path(self, name, "console.log", out, cap) != 0)
+        return -1;
+    return fs_mkdirs(dir, 0700) == 0 ? 0 : -1;
+}
+
+int vms_migration_lend(vms_t *self, const char *name, vm_t **vm_out, char *err, size_t errlen)
+{
+    vms_record_t *r = vms_record_find(self, name);
+    if (r && r->migrating) {
+        snprintf(err, errlen, "VM %s is being migrated already", name);
+        return -EBUSY;
+    }
+    if (!r || !r->vm) {
+        snprintf(err, errlen, "VM %s does not run on %s", name, self->name);
+        return -ENOENT;
+    }
+    measurement_stop(r);
+    *vm_out = r->vm;
+    r->vm = NULL;
+    r->migrating = r->migrating_out = true;
+    vms_event(self, LOG_LEVEL_INFO, name, "migrating", "a live migration takes it from %s", self->name);
+    return 0;
+}
+
+void vms_migration_return(vms_t *self, const char *name, vm_t *vm)
+{
+    vms_record_t *r = vms_record_find(self, name);
+    if (!r || !r->migrating) {
+        vm_destroy(&vm);   /* cannot happen: the record lives while a migration holds it */
         return;
-    r->dirty_lent = lent;
-    if (!lent && r->vm && r->dirty_bits && !r->dirty_tracking)
-        r->dirty_tracking = vm_dirty_log_enable(r->vm) == 0;
-    r->dirty_pages_per_s = 0;
+    }
+    r->migrating = r->migrating_out = false;
+    if (vm) {
+        r->vm = vm;
+        measurement_start(self, r);
+        vms_event(self, LOG_LEVEL_WARN, name, "migration-failed", "still runs on %s", self->name);
+    } else {
+        r->incoming = false;
+        vms_event(self, LOG_LEVEL_INFO, name, "migrated", "released on %s: it runs elsewhere now", self->name);
+    }
+    vms_on_apply(self);   /* reconcile soon: forget a VM that left */
 }
 
-int vms_adopt_incoming(vms_t *self, const char *name, vm_t *vm, char *err, size_t errlen)
+int vms_incoming_expect(vms_t *self, const char *name, char *err, size_t errlen)
 {
     const fsm_vm_t *v = fsm_vm_find(cluster_state(self->cluster), name);
     if (!v) {
@@ -488,8 +535,8 @@ int vms_adopt_incoming(vms_t *self, const char *name, vm_t *vm, char *err, size_
         return -ENOENT;
     }
     vms_record_t *r = vms_record_find(self, name);
-    if (r && r->vm) {
-        snprintf(err, errlen, "VM %s already has a local instance here", name);
+    if (r && (r->vm || r->migrating)) {
+        snprintf(err, errlen, "VM %s %s on %s already", name, r->vm ? "runs" : "is being migrated", self->name);
         return -EEXIST;
     }
     if (!r && !(r = record_add(self, v))) {
@@ -497,16 +544,26 @@ int vms_adopt_incoming(vms_t *self, const char *name, vm_t *vm, char *err, size_
         return -ENOMEM;
     }
     r->created_index = v->created_index;
-    r->vm = vm;
-    r->incoming = true;
-    measurement_start(self, r);
-    vms_event(self, LOG_LEVEL_INFO, name, "incoming", "a live migration hands this VM to %s", self->name);
+    r->migrating = true;
     return 0;
 }
 
-void vms_drop_incoming(vms_t *self, const char *name)
+void vms_incoming_arrived(vms_t *self, const char *name, vm_t *vm)
 {
     vms_record_t *r = vms_record_find(self, name);
-    if (r && r->vm && r->incoming)
-        stop_local(self, r, LOG_LEVEL_WARN, "stopped", "the incoming migration failed");
+    if (!r || !r->migrating) {
+        vm_destroy(&vm);
+        return;
+    }
+    r->migrating = false;
+    if (vm) {
+        r->vm = vm;
+        r->incoming = true;
+        r->start_error[0] = '\0';
+        r->retry_at_ms = 0;
+        measurement_start(self, r);
+        vms_event(self, LOG_LEVEL_INFO, name, "arrived", "live-migrated to %s; runs here now", self->name);
+    }
+    vms_on_apply(self);
 }
+

@@ -68,22 +68,30 @@ size_t vms_running(const vms_t *self);
  * when /dev/kvm opens read-write, else process (why says why). */
 const char *vms_pick_backend(config_backend_t choice, char *why, size_t whylen);
 
-/* For live migration.
+/* For migration (agent/migrations.c). A migration runs on a thread of its
+ * own, which holds the VM while it runs; these hand the VM over and back.
+ * While a migration holds a name, reconciliation neither starts nor stops
+ * anything for it, and nothing measures or monitors it.
  *
- * Source: the local VM of that name (or NULL), and its dirty log lent to
- * the migration: while lent, the once-a-second measurement leaves the log
- * alone (collecting would clear bits the migration needs). Once the
- * ownership commit is applied, reconciliation powers the source VM off.
+ * Source: lend takes the running local VM out of the runtime. return gives
+ * it back if the migration failed before the commit (vm: running here as
+ * before), or says it is gone (vm NULL: released after the ownership
+ * commit; reconciliation then forgets the name, whose owner is elsewhere).
  *
- * Destination: an incoming VM (memory and state loaded, not started) is
- * handed over before the ownership commit. Until the FSM names this host
- * its owner, reconciliation neither starts nor stops it; from then on it is
- * an ordinary local VM, which the migration resumes. If the migration fails
- * first, vms_drop_incoming() destroys it. Adopt takes ownership of vm on
- * success only. */
-vm_t *vms_local_vm(vms_t *self, const char *name);
-void vms_lend_dirty_log(vms_t *self, const char *name, bool lent);
-int vms_adopt_incoming(vms_t *self, const char *name, vm_t *vm, char *err, size_t errlen);
-void vms_drop_incoming(vms_t *self, const char *name);
+ * Destination: expect reserves the name before the receiver starts, so a
+ * commit applied here mid-migration does not cold-boot a second copy.
+ * arrived hands over the running VM once the receiver is done (vm NULL: the
+ * migration failed, nothing arrived). An arrived VM stays local while the
+ * FSM catches up to name this host its owner. */
+int vms_migration_lend(vms_t *self, const char *name, vm_t **vm_out, char *err, size_t errlen);
+void vms_migration_return(vms_t *self, const char *name, vm_t *vm);
+int vms_incoming_expect(vms_t *self, const char *name, char *err, size_t errlen);
+void vms_incoming_arrived(vms_t *self, const char *name, vm_t *vm);
+/* True if the VM has a local instance here now. */
+bool vms_local_running(vms_t *self, const char *name);
+/* True while a migration holds the name (either way). */
+bool vms_migrating(vms_t *self, const char *name);
+/* <state_dir>/vms/NAME/console.log, created if need be; -1 if it does not fit. */
+int vms_console_path(vms_t *self, const char *name, char *out, size_t cap);
 
 #endif

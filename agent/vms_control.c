@@ -8,6 +8,7 @@
 #include "agent/vm_spec.h"
 #include "common/fsutil.h"
 #include "common/wire.h"
+#include "common/wire_map.h"
 #include "vmm/multiboot_loader.h"
 
 #include <errno.h>
@@ -21,48 +22,6 @@
 #define CONSOLE_TAIL_BYTES (16u << 10)      /* vm console without a cursor */
 #define CONSOLE_MAX_BYTES (1u << 20)        /* most bytes one reply carries */
 #define KERNEL_CHECK_MAX_BYTES (64u << 20)  /* the VMM loads no larger image */
-
-/* --- a map whose size is counted as it is packed ---------------------------- */
-
-typedef struct {
-    msgpack_sbuffer buf;
-    msgpack_packer pk;
-    uint32_t n;
-} obj_t;
-
-static void obj_init(obj_t *o)
-{
-    msgpack_sbuffer_init(&o->buf);
-    msgpack_packer_init(&o->pk, &o->buf, msgpack_sbuffer_write);
-    o->n = 0;
-}
-
-/* Packs key; the caller packs exactly one value on the returned packer. */
-static msgpack_packer *obj_key(obj_t *o, const char *key)
-{
-    o->n++;
-    wire_pack_str(&o->pk, key);
-    return &o->pk;
-}
-
-static void obj_str(obj_t *o, const char *k, const char *v) { wire_pack_str(obj_key(o, k), v); }
-static void obj_u64(obj_t *o, const char *k, uint64_t v) { msgpack_pack_uint64(obj_key(o, k), v); }
-static void obj_i64(obj_t *o, const char *k, int64_t v) { msgpack_pack_int64(obj_key(o, k), v); }
-static void obj_f64(obj_t *o, const char *k, double v) { msgpack_pack_double(obj_key(o, k), v); }
-
-static void obj_bool(obj_t *o, const char *k, bool v)
-{
-    msgpack_packer *pk = obj_key(o, k);
-    v ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
-}
-
-/* Writes the map to out and releases o. */
-static void obj_end(obj_t *o, msgpack_packer *out)
-{
-    msgpack_pack_map(out, o->n);
-    out->callback(out->data, o->buf.data, o->buf.size);
-    msgpack_sbuffer_destroy(&o->buf);
-}
 
 /* --- reading the state ---------------------------------------------------------- */
 
@@ -94,57 +53,60 @@ static int64_t mono_ns(void)
 }
 
 /* The fields of one VM in vm.list; vm.show adds detail. */
-static void pack_vm(vms_t *self, obj_t *o, const fsm_vm_t *v, bool detail)
+static void pack_vm(vms_t *self, wire_map_t *o, const fsm_vm_t *v, bool detail)
 {
     vms_record_t *r = vms_record_find(self, v->name);
     vm_status_t st = { 0 };
     bool here = r && r->vm;
     if (here)
         vm_status(r->vm, &st);
-    obj_str(o, "name", v->name);
-    obj_str(o, "owner", v->owner);
-    obj_str(o, "power_state", v->power == FSM_POWER_ON ? "on" : "off");
-    obj_bool(o, "running_here", here && st.state == VM_RUNNING);
-    obj_str(o, "runtime_state", here ? run_state_name(st.state) : "");
-    obj_u64(o, "memory_bytes", v->memory_bytes);
-    obj_u64(o, "vcpus", v->vcpus);
-    obj_str(o, "profile", v->profile);
-    obj_u64(o, "generation", v->generation);
-    obj_u64(o, "heartbeats", here ? r->heartbeats_before + st.heartbeats_seen : 0);
-    obj_f64(o, "cpu_percent", here ? tenths(r->cpu_percent) : 0);
-    obj_f64(o, "dirty_pages_per_s", here ? tenths(r->dirty_pages_per_s) : 0);
-    obj_u64(o, "active_set_bytes", here ? r->active_pages * VM_PAGE_SIZE : 0);
-    obj_str(o, "start_error", r ? r->start_error : "");
+    wire_map_str(o, "name", v->name);
+    wire_map_str(o, "owner", v->owner);
+    wire_map_str(o, "power_state", v->power == FSM_POWER_ON ? "on" : "off");
+    /* A VM on its way out still runs here until the commit: say so. */
+    bool leaving = r && r->migrating_out;
+    wire_map_bool(o, "running_here", (here && st.state == VM_RUNNING) || leaving);
+    wire_map_str(o, "runtime_state", here ? run_state_name(st.state) : r && r->migrating ? "migrating" : "");
+    wire_map_bool(o, "migrating", r && r->migrating);
+    wire_map_u64(o, "memory_bytes", v->memory_bytes);
+    wire_map_u64(o, "vcpus", v->vcpus);
+    wire_map_str(o, "profile", v->profile);
+    wire_map_u64(o, "generation", v->generation);
+    wire_map_u64(o, "heartbeats", here ? r->heartbeats_before + st.heartbeats_seen : 0);
+    wire_map_f64(o, "cpu_percent", here ? tenths(r->cpu_percent) : 0);
+    wire_map_f64(o, "dirty_pages_per_s", here ? tenths(r->dirty_pages_per_s) : 0);
+    wire_map_u64(o, "active_set_bytes", here ? r->active_pages * VM_PAGE_SIZE : 0);
+    wire_map_str(o, "start_error", r ? r->start_error : "");
     if (!detail)
         return;
 
     vm_boot_t boot;
     char err[256];
     bool decoded = vm_spec_decode(v->profile, v->memory_bytes, &boot, err, sizeof(err)) == 0;
-    obj_str(o, "kernel", decoded && boot.custom_kernel ? boot.kernel_path : vm_default_kernel_path());
-    obj_str(o, "cmdline", decoded ? boot.cmdline : "");
-    obj_u64(o, "downtime_ms", v->downtime_ms);
-    obj_u64(o, "created_index", v->created_index);
-    obj_bool(o, "owner_lease_valid", v->owner[0] && fsm_lease_valid(cluster_state(self->cluster), v->owner,
+    wire_map_str(o, "kernel", decoded && boot.custom_kernel ? boot.kernel_path : vm_default_kernel_path());
+    wire_map_str(o, "cmdline", decoded ? boot.cmdline : "");
+    wire_map_u64(o, "downtime_ms", v->downtime_ms);
+    wire_map_u64(o, "created_index", v->created_index);
+    wire_map_bool(o, "owner_lease_valid", v->owner[0] && fsm_lease_valid(cluster_state(self->cluster), v->owner,
                                                                     (uint64_t)zclock_time()));
-    obj_str(o, "backend", here ? vm_backend_name(r->vm) : "");
-    obj_u64(o, "uptime_ms", here ? (uint64_t)(zclock_mono() - r->started_ms) : 0);
-    obj_str(o, "stop_reason", here ? st.stop_reason : "");
-    obj_u64(o, "heartbeat_counter", here ? st.heartbeat : 0);
-    obj_i64(o, "last_heartbeat_age_ms", here && st.last_heartbeat_ns ? (mono_ns() - st.last_heartbeat_ns) / 1000000 : -1);
-    obj_str(o, "guest_status", here ? guest_status_name(st.guest_status) : "");
-    obj_u64(o, "vcpu_cpu_ns", here ? st.vcpu_cpu_ns : 0);
-    obj_bool(o, "dirty_tracking", here && r->dirty_tracking && !r->dirty_lent);
-    obj_f64(o, "dirty_bytes_per_s", here ? round(r->dirty_pages_per_s * VM_PAGE_SIZE) : 0);
-    obj_bool(o, "active_set_valid", here && r->active_valid);
-    obj_u64(o, "active_set_window_s", VMS_ACTIVE_WINDOW_S);
-    obj_u64(o, "pages_written", here ? st.pages_written : 0);
-    obj_u64(o, "check_errors", here ? st.check_errors : 0);
-    obj_u64(o, "monitor_resets", r ? r->monitor_resets : 0);
-    obj_bool(o, "monitor_gave_up", r && r->monitor_gave_up);
-    obj_u64(o, "heartbeat_timeout_ms", self->heartbeat_timeout_ms);
+    wire_map_str(o, "backend", here ? vm_backend_name(r->vm) : "");
+    wire_map_u64(o, "uptime_ms", here ? (uint64_t)(zclock_mono() - r->started_ms) : 0);
+    wire_map_str(o, "stop_reason", here ? st.stop_reason : "");
+    wire_map_u64(o, "heartbeat_counter", here ? st.heartbeat : 0);
+    wire_map_i64(o, "last_heartbeat_age_ms", here && st.last_heartbeat_ns ? (mono_ns() - st.last_heartbeat_ns) / 1000000 : -1);
+    wire_map_str(o, "guest_status", here ? guest_status_name(st.guest_status) : "");
+    wire_map_u64(o, "vcpu_cpu_ns", here ? st.vcpu_cpu_ns : 0);
+    wire_map_bool(o, "dirty_tracking", here && r->dirty_tracking && !r->dirty_lent);
+    wire_map_f64(o, "dirty_bytes_per_s", here ? round(r->dirty_pages_per_s * VM_PAGE_SIZE) : 0);
+    wire_map_bool(o, "active_set_valid", here && r->active_valid);
+    wire_map_u64(o, "active_set_window_s", VMS_ACTIVE_WINDOW_S);
+    wire_map_u64(o, "pages_written", here ? st.pages_written : 0);
+    wire_map_u64(o, "check_errors", here ? st.check_errors : 0);
+    wire_map_u64(o, "monitor_resets", r ? r->monitor_resets : 0);
+    wire_map_bool(o, "monitor_gave_up", r && r->monitor_gave_up);
+    wire_map_u64(o, "heartbeat_timeout_ms", self->heartbeat_timeout_ms);
     char log_path[PATH_MAX];
-    obj_str(o, "console_log", r && vms_path(self, v->name, "console.log", log_path, sizeof(log_path)) == 0
+    wire_map_str(o, "console_log", r && vms_path(self, v->name, "console.log", log_path, sizeof(log_path)) == 0
                                    ? log_path : "");
 }
 
@@ -174,19 +136,19 @@ static void pack_events(vms_t *self, msgpack_packer *pk, const char *vm)
 static void pack_list(vms_t *self, msgpack_packer *pk)
 {
     const fsm_t *fsm = cluster_state(self->cluster);
-    obj_t top;
-    obj_init(&top);
-    obj_str(&top, "host", self->name);
-    obj_u64(&top, "applied_index", fsm_applied_index(fsm));
-    msgpack_packer *list = obj_key(&top, "vms");
+    wire_map_t top;
+    wire_map_init(&top);
+    wire_map_str(&top, "host", self->name);
+    wire_map_u64(&top, "applied_index", fsm_applied_index(fsm));
+    msgpack_packer *list = wire_map_key(&top, "vms");
     msgpack_pack_array(list, (uint32_t)fsm_vm_count(fsm));
     for (size_t i = 0; i < fsm_vm_count(fsm); i++) {
-        obj_t o;
-        obj_init(&o);
+        wire_map_t o;
+        wire_map_init(&o);
         pack_vm(self, &o, fsm_vm_at(fsm, i), false);
-        obj_end(&o, list);
+        wire_map_end(&o, list);
     }
-    obj_end(&top, pk);
+    wire_map_end(&top, pk);
 }
 
 /* Returns 0, or -1 with the call failed when there is no such VM. */
@@ -195,13 +157,13 @@ static int pack_show(vms_t *self, msgpack_packer *pk, const char *name, control_
     const fsm_vm_t *v = fsm_vm_find(cluster_state(self->cluster), name);
     if (!v)
         return call ? control_fail(call, CONTROL_NOT_FOUND, "no VM named '%s'", name) : -1;
-    obj_t o;
-    obj_init(&o);
-    obj_str(&o, "host", self->name);
-    obj_u64(&o, "applied_index", fsm_applied_index(cluster_state(self->cluster)));
+    wire_map_t o;
+    wire_map_init(&o);
+    wire_map_str(&o, "host", self->name);
+    wire_map_u64(&o, "applied_index", fsm_applied_index(cluster_state(self->cluster)));
     pack_vm(self, &o, v, true);
-    pack_events(self, obj_key(&o, "events"), name);
-    obj_end(&o, pk);
+    pack_events(self, wire_map_key(&o, "events"), name);
+    wire_map_end(&o, pk);
     return 0;
 }
 
@@ -796,7 +758,7 @@ static int handle_console(void *ctx, control_call_t *call)
     msgpack_pack_map(pk, 6);
     wire_pack_kv_str(pk, "name", name);
     wire_pack_kv_str(pk, "host", self->name);
-    wire_pack_kv_bool(pk, "running_here", r && r->vm);
+    wire_pack_kv_bool(pk, "running_here", r && (r->vm || r->migrating_out));
     wire_pack_kv_u64(pk, "start", start);
     wire_pack_kv_u64(pk, "cursor", start + got);
     wire_pack_str(pk, "data");

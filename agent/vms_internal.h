@@ -17,7 +17,11 @@ typedef struct {
     char name[FSM_NAME_MAX];
     uint64_t created_index;           /* which incarnation of the name (FSM created_index) */
     vm_t *vm;                         /* NULL: not running here */
-    bool incoming;                    /* a live migration's destination, before the commit */
+    bool migrating;                   /* a migration thread holds it (vms_migration_lend,
+                                         vms_incoming_expect): hands off */
+    bool migrating_out;               /* ... as the source: the VM still runs here */
+    bool incoming;                    /* arrived by migration; local until the FSM names
+                                         this host its owner */
     char start_error[256];            /* why the last start failed; "" if it did not */
     int64_t retry_at_ms;              /* no new start attempt before this (mono ms) */
 

@@ -8,7 +8,7 @@
 
 struct zap {
     zsock_t *socket;
-    zhash_t *allowed;     /* "domain/z85key" -> non-NULL marker */
+    zhash_t *allowed;     /* "domain/z85key" -> its role (a static ZAP_ROLE_* string) */
     uint64_t accepted;
     uint64_t rejected;
 };
@@ -51,12 +51,12 @@ static int allow_key(const char *domain, const char *public_z85, char *out, size
     return (n > 0 && (size_t)n < cap) ? 0 : -1;
 }
 
-int zap_allow(zap_t *self, const char *domain, const char *public_z85)
+int zap_allow(zap_t *self, const char *domain, const char *public_z85, const char *role)
 {
     char key[128];
     if (allow_key(domain, public_z85, key, sizeof(key)) != 0)
         return -1;
-    zhash_update(self->allowed, key, self);
+    zhash_update(self->allowed, key, (void *)role);
     return 0;
 }
 
@@ -97,7 +97,7 @@ void zap_handle(zap_t *self)
     frame_text(address, address_text, sizeof(address_text));
     frame_text(mechanism, mechanism_text, sizeof(mechanism_text));
 
-    const char *status = "400", *reason = "unknown key";
+    const char *status = "400", *reason = "unknown key", *role = "";
     if (!version || !zframe_streq(version, "1.0")) {
         reason = "bad ZAP version";
     } else if (strcmp(mechanism_text, "CURVE") != 0) {
@@ -105,14 +105,14 @@ void zap_handle(zap_t *self)
     } else if (credentials && zframe_size(credentials) == 32) {
         zmq_z85_encode(key_z85, zframe_data(credentials), 32);
         char key[128];
-        if (allow_key(domain_text, key_z85, key, sizeof(key)) == 0 && zhash_lookup(self->allowed, key)) {
+        if (allow_key(domain_text, key_z85, key, sizeof(key)) == 0 && (role = zhash_lookup(self->allowed, key))) {
             status = "200";
             reason = "OK";
         }
     }
     if (strcmp(status, "200") == 0) {
         self->accepted++;
-        log_debug("zap", "admitted %s key %s from %s", domain_text, key_z85, address_text);
+        log_debug("zap", "admitted %s %s key %s from %s", domain_text, role, key_z85, address_text);
     } else {
         self->rejected++;
         log_warn("zap", "rejected %s client from %s: %s%s%s", domain_text, address_text, reason,
@@ -127,7 +127,7 @@ void zap_handle(zap_t *self)
         zmsg_addstr(reply, "");
     zmsg_addstr(reply, status);
     zmsg_addstr(reply, reason);
-    zmsg_addstr(reply, strcmp(status, "200") == 0 ? key_z85 : "");
+    zmsg_addstr(reply, strcmp(status, "200") == 0 ? role : "");   /* User-Id */
     zmsg_addmem(reply, NULL, 0);   /* no metadata */
     zmsg_send(&reply, self->socket);
 

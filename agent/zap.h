@@ -21,8 +21,14 @@ void zap_destroy(zap_t **self_p);
 zsock_t *zap_socket(zap_t *self);
 void zap_handle(zap_t *self);
 
-/* Admits `public_z85` on `domain`. Returns 0, or -1 if the key is malformed. */
-int zap_allow(zap_t *self, const char *domain, const char *public_z85);
+/* Who a key is. The role becomes the connection's ZMQ User-Id, so a
+ * server can tell an operator's command from a peer agent's request. */
+#define ZAP_ROLE_ADMIN "admin"   /* an operator's credential (ferryctl) */
+#define ZAP_ROLE_PEER  "peer"    /* another agent of the cluster */
+
+/* Admits `public_z85` on `domain` as `role` (a ZAP_ROLE_*; a later call
+ * for the same key replaces it). Returns 0, or -1 if the key is malformed. */
+int zap_allow(zap_t *self, const char *domain, const char *public_z85, const char *role);
 void zap_revoke(zap_t *self, const char *domain, const char *public_z85);
 
 uint64_t zap_accepted(const zap_t *self);

@@ -74,10 +74,10 @@ static void render_write(const msgpack_object *r, FILE *out)
 
 const cli_command_t cli_cluster_commands[] = {
     { "cluster set", "cluster.set", "KEY VALUE", "set a cluster-wide setting (replicated through Raft)", parse_set,
-      render_write },
+      render_write, NULL },
     { "cluster status", "cluster.status", "", "leader, term, commit and applied index, members, state hash", NULL,
-      render_status },
+      render_status, NULL },
     { "cluster transfer-leader", "cluster.transfer-leader", "HOST", "hand leadership to HOST", parse_transfer,
-      render_transfer },
-    { NULL, NULL, NULL, NULL, NULL, NULL },
+      render_transfer, NULL },
+    { NULL },
 };

@@ -112,8 +112,8 @@ static void render_host_list(const msgpack_object *result, FILE *out)
 
 const cli_command_t cli_host_commands[] = {
     { "host list", "host.list", "", "every member: address, state, incarnation, capacity and usage, services",
-      NULL, render_host_list },
+      NULL, render_host_list, NULL },
     { "host show", "host.show", "", "show this agent's host: CPUs, memory, interfaces, services, PCI devices",
-      NULL, render_host_show },
-    { NULL, NULL, NULL, NULL, NULL, NULL },
+      NULL, render_host_show, NULL },
+    { NULL },
 };

@@ -5,7 +5,7 @@
  * Exit codes (docs/cli.md): 0 success, 1 the agent refused or failed the
  * command, 2 bad usage or credential, 3 agent unreachable or timed out,
  * 4 this client's key was rejected, 5 invalid reply. */
-#include "cli/client.h"
+#include "common/ctl_client.h"
 #include "cli/commands.h"
 #include "cli/table.h"
 #include "common/credential.h"
@@ -32,7 +32,8 @@ typedef struct {
     int timeout_ms;
 } global_options_t;
 
-static const cli_command_t *const command_tables[] = { cli_host_commands, cli_cluster_commands, cli_vm_commands };
+static const cli_command_t *const command_tables[] = { cli_host_commands, cli_cluster_commands, cli_vm_commands,
+                                                         cli_migrate_commands };
 
 static void usage(FILE *out)
 {
@@ -134,6 +135,11 @@ static int call_agent_for(void *ctx, const char *command, const msgpack_sbuffer 
     return call_agent(ctx, command, args, response);
 }
 
+static int fail_for(void *ctx, int code, const char *message)
+{
+    return fail(ctx, code, message);
+}
+
 static int run_command(const global_options_t *opts, const cli_command_t *command, int argc, char **argv)
 {
     msgpack_sbuffer args;
@@ -153,6 +159,12 @@ static int run_command(const global_options_t *opts, const cli_command_t *comman
         msgpack_sbuffer_destroy(&args);
         snprintf(err, sizeof(err), "%s takes no arguments, got '%s'", command->words, argv[0]);
         return fail(opts, EXIT_USAGE, err);
+    }
+    if (command->run) {
+        cli_caller_t caller = { .call = call_agent_for, .fail = fail_for, .ctx = (void *)opts };
+        int rc = command->run(&args, opts->json, &caller);
+        msgpack_sbuffer_destroy(&args);
+        return rc;
     }
     ctl_response_t response;
     int rc = call_agent(opts, command->control, &args, &response);

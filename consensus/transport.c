@@ -155,7 +155,7 @@ int raft_transport_set_peer(raft_transport_t *self, uint64_t id, const char *end
     }
     snprintf(peer->endpoint, sizeof(peer->endpoint), "%s", endpoint);
     snprintf(peer->public_z85, sizeof(peer->public_z85), "%s", public_z85);
-    zap_allow(self->zap, "raft", public_z85);
+    zap_allow(self->zap, "raft", public_z85, ZAP_ROLE_PEER);
     peer->dealer = connect_dealer(self, peer);
     if (peer->dealer)
         watch_dealer(peer);

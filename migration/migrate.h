@@ -206,6 +206,8 @@ typedef struct {
     unsigned max_vcpus;                   /* refuse more vCPUs; 0: VM_MAX_VCPUS */
     const char *kernel_path;              /* live: for the incoming VM (NULL: default) */
     const char *console_log_path;         /* live: for the incoming VM (NULL: none) */
+    const char *backend;                  /* live: "kvm", "process" (NULL: vm_default_backend);
+                                             not copied: must outlive the receiver */
     int accept_timeout_ms;                /* wait for the sender (default 30 s) */
     int io_timeout_ms;                    /* longest silence from the sender (default 10 s) */
     int commit_timeout_ms;                /* after verifying, wait this long for the outcome

@@ -272,6 +272,7 @@ static int prepare_live(migration_receiver_t *self)
         .kernel_path = self->cfg.kernel_path,
         .cmdline = d->cmdline,
         .console_log_path = self->cfg.console_log_path,
+        .backend = self->cfg.backend,
         .incoming = true,
     };
     char err[256];

@@ -6,11 +6,11 @@
  * equal to the cluster size, and every other agent as a gossip seed, so
  * that any of them can restart and find the rest. Raft timings stay at
  * their defaults. Status and writes go through the control API (CURVE
- * DEALER, cli/client.h) with each agent's own admin credential. */
+ * DEALER, common/ctl_client.h) with each agent's own admin credential. */
 #include "cluster_internal.h"
 #include "proc.h"
 
-#include "cli/client.h"
+#include "common/ctl_client.h"
 #include "common/credential.h"
 #include "common/wire.h"
 

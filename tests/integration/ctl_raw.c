@@ -5,7 +5,7 @@
  *
  * Exit 0 when the agent answered with an error reply (what a malformed
  * request must get), 1 when it answered "ok", 3 when it did not answer. */
-#include "cli/client.h"
+#include "common/ctl_client.h"
 #include "common/credential.h"
 #include "common/crypto.h"
 #include "common/wire.h"

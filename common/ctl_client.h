@@ -1,4 +1,5 @@
-/* client.h - ferryctl's connection to an agent's control API.
+/* ctl_client.h - a connection to an agent's control API: ferryctl's, and
+ * an agent's own when it asks a peer (a migration's destination).
  *
  * One DEALER socket with CURVE, plus a socket monitor so that a refused key
  * and an unreachable agent are told apart from a slow one:
@@ -9,8 +10,8 @@
  *   CTL_ERR_PROTOCOL     the reply was not a valid control reply
  *   CTL_ERR_AGENT        the agent answered with an error (see reply.code)
  */
-#ifndef FERRY_CLI_CLIENT_H
-#define FERRY_CLI_CLIENT_H
+#ifndef FERRY_COMMON_CTL_CLIENT_H
+#define FERRY_COMMON_CTL_CLIENT_H
 
 #include <msgpack.h>
 #include <stdbool.h>

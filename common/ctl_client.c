@@ -1,5 +1,5 @@
 /* client.c - see client.h. */
-#include "cli/client.h"
+#include "common/ctl_client.h"
 
 #include <czmq.h>
 #include <stdio.h>
