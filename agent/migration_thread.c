@@ -232,6 +232,7 @@ void *migration_thread_send(void *arg)
     /* The fixed part of the stun (state, Raft commit) must leave room for pages. */
     if (p.policy.switchover_cost_us * 2 > p.policy.downtime_limit_us)
         p.policy.switchover_cost_us = p.policy.downtime_limit_us / 2;
+    p.max_bandwidth_Bps = m->config->migration.bandwidth_bytes;
     p.verify_memory_hash = job->verify;
     p.commit = commit_via_loop;
     p.commit_ctx = job;

@@ -403,6 +403,8 @@ static void pack_job(const job_t *job, msgpack_packer *pk)
         wire_map_str(&q, "phase", migration_phase_name(p->phase));
         wire_map_u64(&q, "pass", p->pass);
         wire_map_f64(&q, "percent", p->percent);
+        wire_map_u64(&q, "pass_pages", p->pass_pages);
+        wire_map_u64(&q, "pass_pages_sent", p->pass_pages_sent);
         wire_map_u64(&q, "bytes_sent", p->bytes_sent);
         wire_map_u64(&q, "rate_Bps", p->rate_Bps);
         wire_map_u64(&q, "dirty_rate_Bps", p->dirty_rate_Bps);

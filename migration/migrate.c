@@ -215,11 +215,30 @@ int session_open(migration_session_t *s, const migration_describe_t *d, const ui
     return 0;
 }
 
+/* Sleeps while the stream is ahead of the bandwidth cap: the wire bytes
+ * so far may not exceed cap x time since the start. */
+static void pace(migration_session_t *s)
+{
+    uint64_t cap = s->p->max_bandwidth_Bps;
+    if (!cap || s->progress.phase == MIGRATION_PHASE_SWITCHOVER)
+        return;
+    uint64_t sent = stream_sender_stats(s->stream).wire_bytes;
+    int64_t due_ns = s->start_ns + (int64_t)((double)sent / (double)cap * 1e9);
+    int64_t ahead_ns = due_ns - migration_now_ns();
+    if (ahead_ns > 0) {
+        struct timespec ts = { .tv_sec = ahead_ns / 1000000000, .tv_nsec = ahead_ns % 1000000000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
 int session_send_pages(migration_session_t *s, const uint8_t *base, const uint64_t *pages,
                        size_t count)
 {
     int rc = stream_send_pages(s->stream, base, pages, count);
-    return rc ? session_stream_fail(s, rc, "sending pages", false) : 0;
+    if (rc)
+        return session_stream_fail(s, rc, "sending pages", false);
+    pace(s);
+    return 0;
 }
 
 int session_send_record(migration_session_t *s, uint8_t type, const void *data, size_t len,

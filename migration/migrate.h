@@ -136,6 +136,9 @@ typedef struct {
     int switchover_timeout_ms;            /* longest wait for load + verify and for the
                                              resume confirmation (default 60 s) */
     policy_config_t policy;               /* pre-copy policy; defaults from policy_config_defaults */
+    uint64_t max_bandwidth_Bps;           /* pre-copy send rate cap, wire bytes/s (0: none).
+                                             The switchover is never paced: it would
+                                             only lengthen the stun. */
     bool verify_memory_hash;              /* hash memory on both sides at switchover */
     uint64_t checkpoint_bytes;            /* cold: receiver journals every this many (64 MiB) */
     int progress_interval_ms;             /* least time between progress calls within a
