@@ -278,8 +278,9 @@ static int send_join(stream_sender_t *self, uint32_t j)
     uint8_t message[STREAM_HEADER_SIZE + STREAM_TAG_SIZE];
     stream_header_encode(&(stream_header_t){ .type = STREAM_MSG_JOIN, .stream = (uint16_t)j },
                          message);
-    stream_seal(&self->session.send[j], 0, message, STREAM_HEADER_SIZE,
-                message + STREAM_HEADER_SIZE, 0, message + STREAM_HEADER_SIZE);
+    if (stream_seal(&self->session.send[j], 0, message, STREAM_HEADER_SIZE,
+                    message + STREAM_HEADER_SIZE, 0, message + STREAM_HEADER_SIZE) != 0)
+        return sender_fail(self, STREAM_ERR_NOMEM, "cannot seal JOIN on stream %u", j);
     if (zmq_send(self->sockets[j], message, sizeof message, 0) != (int)sizeof message)
         return sender_fail(self, STREAM_ERR_IO, "cannot send JOIN on stream %u: %s", j,
                            zmq_strerror(zmq_errno()));
@@ -366,10 +367,14 @@ int stream_sender_handshake(stream_sender_t *self, int timeout_ms)
     }
     if ((rc = check_welcome(self, &hello, &welcome, hello_bytes, reply_bytes, static_key)))
         goto out;
-    if (stream_session_derive(&self->session, true, welcome.cipher, welcome.streams,
-                              hello.ephemeral, ephemeral_secret, welcome.ephemeral, static_key,
-                              hello_bytes, sizeof hello_bytes, reply_bytes, reply_len) != 0) {
-        rc = sender_fail(self, STREAM_ERR_AUTH, "the receiver's ephemeral key is unusable");
+    int derived = stream_session_derive(&self->session, true, welcome.cipher, welcome.streams,
+                                        hello.ephemeral, ephemeral_secret, welcome.ephemeral,
+                                        static_key, hello_bytes, sizeof hello_bytes,
+                                        reply_bytes, reply_len);
+    if (derived != 0) {
+        rc = derived == -2
+                 ? sender_fail(self, STREAM_ERR_NOMEM, "no memory for the session keys")
+                 : sender_fail(self, STREAM_ERR_AUTH, "the receiver's ephemeral key is unusable");
         goto out;
     }
     self->stats.wire_bytes += reply_len;
@@ -525,8 +530,11 @@ static int seal_and_send(stream_sender_t *self, uint32_t j)
     stream_header_encode(&(stream_header_t){ .type = STREAM_MSG_DATA, .stream = (uint16_t)j,
                                              .body_len = (uint32_t)st->fill, .seq = seq },
                          buffer);
-    stream_seal(&self->session.send[j], seq, buffer, STREAM_HEADER_SIZE,
-                buffer + STREAM_HEADER_SIZE, st->fill, buffer + STREAM_HEADER_SIZE + st->fill);
+    if (stream_seal(&self->session.send[j], seq, buffer, STREAM_HEADER_SIZE,
+                    buffer + STREAM_HEADER_SIZE, st->fill,
+                    buffer + STREAM_HEADER_SIZE + st->fill) != 0)
+        return sender_fail(self, STREAM_ERR_NOMEM, "stream %u: cannot seal chunk %llu", j,
+                           (unsigned long long)seq);
     size_t size = STREAM_HEADER_SIZE + st->fill + STREAM_TAG_SIZE;
     st->open = NULL;
     st->fill = 0;
