@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
-          libsodium-dev libcmocka-dev valgrind clang python3 iproute2)
+          libsodium-dev libssl-dev libcmocka-dev valgrind clang python3 iproute2)
 if [ "${1:-}" = "--chaos" ]; then
     packages+=(docker.io debootstrap nftables iproute2)
 fi

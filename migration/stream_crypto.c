@@ -25,12 +25,25 @@ stream_cipher_t stream_cipher_preferred(void)
                                                 : STREAM_CIPHER_XCHACHA20POLY1305;
 }
 
-void stream_key_init(stream_key_t *key, stream_cipher_t cipher, const uint8_t raw[STREAM_KEY_BYTES])
+int stream_key_init(stream_key_t *key, stream_cipher_t cipher, const uint8_t raw[STREAM_KEY_BYTES])
 {
-    key->cipher = cipher;
+    *key = (stream_key_t){ .cipher = cipher };
     memcpy(key->key, raw, STREAM_KEY_BYTES);
-    if (cipher == STREAM_CIPHER_AES256GCM)
-        crypto_aead_aes256gcm_beforenm(&key->aes, raw);
+    if (cipher != STREAM_CIPHER_AES256GCM)
+        return 0;
+    /* Expand the key once; each message then only sets its nonce. */
+    key->aes = EVP_CIPHER_CTX_new();
+    if (!key->aes || EVP_EncryptInit_ex(key->aes, EVP_aes_256_gcm(), NULL, raw, NULL) != 1) {
+        stream_key_wipe(key);
+        return -1;
+    }
+    return 0;
+}
+
+void stream_key_wipe(stream_key_t *key)
+{
+    EVP_CIPHER_CTX_free(key->aes);   /* cleanses the expanded key */
+    sodium_memzero(key, sizeof *key);
 }
 
 /* 24 bytes covers both ciphers' nonce sizes (12 and 24). */
@@ -40,28 +53,98 @@ static void nonce_of(uint64_t seq, uint8_t nonce[24])
     stream_put_u64(nonce, seq);
 }
 
-void stream_seal(const stream_key_t *key, uint64_t seq, const uint8_t *ad, size_t ad_len,
-                 uint8_t *data, size_t len, uint8_t tag[16])
+/* EVP lengths are ints: feed longer spans in pieces. */
+#define EVP_PIECE_MAX (1 << 30)
+
+static int aes_update(EVP_CIPHER_CTX *ctx, bool encrypt, uint8_t *out, const uint8_t *in,
+                      size_t len)
+{
+    while (len > 0) {
+        int piece = len > EVP_PIECE_MAX ? EVP_PIECE_MAX : (int)len, written = 0;
+        int ok = encrypt ? EVP_EncryptUpdate(ctx, out, &written, in, piece)
+                         : EVP_DecryptUpdate(ctx, out, &written, in, piece);
+        if (ok != 1 || written != piece)   /* GCM is a stream: all of it, at once */
+            return -1;
+        out += piece;
+        in += piece;
+        len -= (size_t)piece;
+    }
+    return 0;
+}
+
+/* Sets the nonce (keeping the expanded key) and feeds the associated data. */
+static int aes_begin(EVP_CIPHER_CTX *ctx, bool encrypt, uint64_t seq, const uint8_t *ad,
+                     size_t ad_len)
 {
     uint8_t nonce[24];
     nonce_of(seq, nonce);
-    if (key->cipher == STREAM_CIPHER_AES256GCM)
-        crypto_aead_aes256gcm_encrypt_detached_afternm(data, tag, NULL, data, len, ad, ad_len,
-                                                       NULL, nonce, &key->aes);
-    else
-        crypto_aead_xchacha20poly1305_ietf_encrypt_detached(data, tag, NULL, data, len, ad,
-                                                            ad_len, NULL, nonce, key->key);
+    if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, encrypt ? 1 : 0) != 1)
+        return -1;
+    while (ad_len > 0) {
+        int piece = ad_len > EVP_PIECE_MAX ? EVP_PIECE_MAX : (int)ad_len, written = 0;
+        if (EVP_CipherUpdate(ctx, NULL, &written, ad, piece) != 1)
+            return -1;
+        ad += piece;
+        ad_len -= (size_t)piece;
+    }
+    return 0;
+}
+
+bool stream_key_can_gather(const stream_key_t *key)
+{
+    return key->cipher == STREAM_CIPHER_AES256GCM;
+}
+
+int stream_seal_begin(const stream_key_t *key, uint64_t seq, const uint8_t *ad, size_t ad_len)
+{
+    return stream_key_can_gather(key) ? aes_begin(key->aes, true, seq, ad, ad_len) : -1;
+}
+
+int stream_seal_piece(const stream_key_t *key, uint8_t *out, const uint8_t *in, size_t len)
+{
+    return aes_update(key->aes, true, out, in, len);
+}
+
+int stream_seal_end(const stream_key_t *key, uint8_t tag[16])
+{
+    int written = 0;
+    uint8_t none[16];
+    if (EVP_EncryptFinal_ex(key->aes, none, &written) != 1
+        || EVP_CIPHER_CTX_ctrl(key->aes, EVP_CTRL_GCM_GET_TAG, 16, tag) != 1)
+        return -1;
+    return 0;
+}
+
+int stream_seal(const stream_key_t *key, uint64_t seq, const uint8_t *ad, size_t ad_len,
+                uint8_t *data, size_t len, uint8_t tag[16])
+{
+    if (key->cipher == STREAM_CIPHER_AES256GCM) {
+        if (stream_seal_begin(key, seq, ad, ad_len) != 0
+            || stream_seal_piece(key, data, data, len) != 0)
+            return -1;
+        return stream_seal_end(key, tag);
+    }
+    uint8_t nonce[24];
+    nonce_of(seq, nonce);
+    return crypto_aead_xchacha20poly1305_ietf_encrypt_detached(data, tag, NULL, data, len, ad,
+                                                                ad_len, NULL, nonce, key->key)
+               ? -1 : 0;
 }
 
 int stream_open(const stream_key_t *key, uint64_t seq, const uint8_t *ad, size_t ad_len,
                 uint8_t *data, size_t len, const uint8_t tag[16])
 {
+    if (key->cipher == STREAM_CIPHER_AES256GCM) {
+        int written = 0;
+        uint8_t none[16];
+        if (aes_begin(key->aes, false, seq, ad, ad_len) != 0
+            || aes_update(key->aes, false, data, data, len) != 0
+            || EVP_CIPHER_CTX_ctrl(key->aes, EVP_CTRL_GCM_SET_TAG, 16, (void *)tag) != 1)
+            return -1;
+        return EVP_DecryptFinal_ex(key->aes, none, &written) == 1 ? 0 : -1;
+    }
     uint8_t nonce[24];
     nonce_of(seq, nonce);
-    if (key->cipher == STREAM_CIPHER_AES256GCM)
-        return crypto_aead_aes256gcm_decrypt_detached_afternm(data, NULL, data, len, tag, ad,
-                                                              ad_len, nonce, &key->aes)
-                   ? -1 : 0;
     return crypto_aead_xchacha20poly1305_ietf_decrypt_detached(data, NULL, data, len, tag, ad,
                                                                ad_len, nonce, key->key)
                ? -1 : 0;
@@ -106,7 +189,7 @@ bool stream_mac_verify(const uint8_t mac[32], const uint8_t static_key[32], cons
     return same;
 }
 
-static void stream_key_derive(stream_key_t *out, stream_cipher_t cipher, const uint8_t base[32],
+static int stream_key_derive(stream_key_t *out, stream_cipher_t cipher, const uint8_t base[32],
                               stream_direction_t direction, uint32_t stream,
                               const uint8_t transcript[32], const uint8_t static_key[32])
 {
@@ -122,9 +205,10 @@ static void stream_key_derive(stream_key_t *out, stream_cipher_t cipher, const u
     crypto_generichash_update(&state, transcript, 32);
     crypto_generichash_update(&state, static_key, 32);
     crypto_generichash_final(&state, raw, sizeof raw);
-    stream_key_init(out, cipher, raw);
+    int rc = stream_key_init(out, cipher, raw);
     sodium_memzero(raw, sizeof raw);
     sodium_memzero(&state, sizeof state);
+    return rc;
 }
 
 int stream_session_derive(stream_session_t *session, bool client, stream_cipher_t cipher,
@@ -152,18 +236,26 @@ int stream_session_derive(stream_session_t *session, bool client, stream_cipher_
     const uint8_t *r2s = client ? rx : tx;
     session->cipher = cipher;
     session->streams = streams;
-    for (uint32_t j = 0; j < streams; j++) {
+    rc = 0;
+    for (uint32_t j = 0; j < streams && rc == 0; j++) {
         stream_key_t *out_s2r = client ? &session->send[j] : &session->recv[j];
         stream_key_t *out_r2s = client ? &session->recv[j] : &session->send[j];
-        stream_key_derive(out_s2r, cipher, s2r, STREAM_SENDER_TO_RECEIVER, j, transcript, static_key);
-        stream_key_derive(out_r2s, cipher, r2s, STREAM_RECEIVER_TO_SENDER, j, transcript, static_key);
+        if (stream_key_derive(out_s2r, cipher, s2r, STREAM_SENDER_TO_RECEIVER, j, transcript,
+                              static_key) != 0
+            || stream_key_derive(out_r2s, cipher, r2s, STREAM_RECEIVER_TO_SENDER, j, transcript,
+                                 static_key) != 0)
+            rc = -2;
     }
     sodium_memzero(rx, sizeof rx);
     sodium_memzero(tx, sizeof tx);
-    return 0;
+    return rc;
 }
 
 void stream_session_wipe(stream_session_t *session)
 {
+    for (uint32_t j = 0; j < STREAM_MAX_STREAMS; j++) {
+        stream_key_wipe(&session->send[j]);
+        stream_key_wipe(&session->recv[j]);
+    }
     sodium_memzero(session, sizeof *session);
 }

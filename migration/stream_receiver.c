@@ -208,8 +208,11 @@ static void send_ack(stream_receiver_t *self, uint32_t j, uint64_t consumed)
                          message);
     uint8_t *body = message + STREAM_HEADER_SIZE;
     stream_put_u64(body, consumed);
-    stream_seal(&self->session.send[j], seq, message, STREAM_HEADER_SIZE, body,
-                STREAM_ACK_BODY_SIZE, body + STREAM_ACK_BODY_SIZE);
+    if (stream_seal(&self->session.send[j], seq, message, STREAM_HEADER_SIZE, body,
+                    STREAM_ACK_BODY_SIZE, body + STREAM_ACK_BODY_SIZE) != 0) {
+        receiver_fail(self, STREAM_ERR_NOMEM, "stream %u: cannot seal an acknowledgement", j);
+        return;
+    }
     send_to(self, st->routing_id, st->routing_id_len, message, sizeof message);
 }
 
@@ -230,8 +233,11 @@ static int send_reply(stream_receiver_t *self, uint8_t type, const void *data, s
     body[0] = type;
     if (len)
         memcpy(body + 1, data, len);
-    stream_seal(&self->session.send[0], seq, message, STREAM_HEADER_SIZE, body, body_len,
-                body + body_len);
+    if (stream_seal(&self->session.send[0], seq, message, STREAM_HEADER_SIZE, body, body_len,
+                    body + body_len) != 0) {
+        free(message);
+        return STREAM_ERR_NOMEM;
+    }
     int rc = send_to(self, st->routing_id, st->routing_id_len, message, size);
     free(message);
     return rc == 0 ? 0 : STREAM_ERR_IO;
@@ -326,9 +332,15 @@ static int on_hello(stream_receiver_t *self, zmq_msg_t *routing_id, zmq_msg_t *p
     stream_welcome_encode(&welcome, welcome_bytes);
     stream_mac(welcome_bytes + STREAM_WELCOME_MAC_AT, static_key, STREAM_LABEL_WELCOME,
                hello_bytes, STREAM_HELLO_SIZE, welcome_bytes, STREAM_WELCOME_MAC_AT);
-    if (stream_session_derive(&self->session, false, (stream_cipher_t)cipher, welcome.streams,
-                              welcome.ephemeral, ephemeral_secret, hello.ephemeral, static_key,
-                              hello_bytes, hello_len, welcome_bytes, sizeof welcome_bytes) != 0) {
+    int derived = stream_session_derive(&self->session, false, (stream_cipher_t)cipher,
+                                        welcome.streams, welcome.ephemeral, ephemeral_secret,
+                                        hello.ephemeral, static_key, hello_bytes, hello_len,
+                                        welcome_bytes, sizeof welcome_bytes);
+    if (derived == -2) {
+        rc = receiver_fail(self, STREAM_ERR_NOMEM, "no memory for the session keys");
+        goto out;
+    }
+    if (derived != 0) {
         reject(self, routing_id, STREAM_REJECT_AUTH);
         rc = receiver_fail(self, STREAM_ERR_AUTH, "HELLO from %s carries an unusable "
                            "ephemeral key", from);

@@ -6,7 +6,13 @@
  * and handed to ZeroMQ without a copy: the buffer returns to the pool when
  * ZeroMQ's I/O thread has written it out. A stream may have `window` chunks
  * that the receiver has not acknowledged; memory is therefore bounded by
- * streams x (window + 1) chunk buffers. */
+ * streams x (window + 1) chunk buffers.
+ *
+ * With AES-256-GCM a page is not copied into the chunk first: the chunk
+ * notes where the page lies in guest memory, and sealing encrypts it from
+ * there straight into the chunk (one pass over the page instead of a copy
+ * and a pass). Pages still only noted when stream_send_pages() returns are
+ * copied in then, so the caller's memory is never read after the call. */
 #include "migration/stream.h"
 
 #include <errno.h>
@@ -35,9 +41,18 @@ typedef struct {
     size_t spare_count;
 } chunk_pool_t;
 
+/* A page of the open chunk that is still in guest memory: its data goes at
+ * body offset `at` (after its entry tag, which is in the chunk already). */
+typedef struct {
+    size_t at;
+    const uint8_t *page;
+} noted_page_t;
+
 typedef struct {
     uint8_t *open;           /* the chunk being filled, or NULL */
     size_t fill;             /* body bytes in it */
+    noted_page_t *noted;     /* [chunk_bytes / page entry], in body order */
+    size_t noted_count;
     uint64_t next_seq;       /* next DATA seq; JOIN took 0 */
     uint64_t acked;          /* highest DATA seq the receiver consumed */
     uint64_t next_ack_seq;   /* seq the next ACK must carry */
@@ -226,6 +241,14 @@ stream_sender_t *stream_sender_new(const stream_sender_config_t *cfg)
         stream_sender_destroy(&self);
         return NULL;
     }
+    for (uint32_t j = 0; j < cfg->streams; j++) {
+        self->streams[j].noted = calloc(cfg->chunk_bytes / STREAM_PAGE_ENTRY_SIZE,
+                                        sizeof *self->streams[j].noted);
+        if (!self->streams[j].noted) {
+            stream_sender_destroy(&self);
+            return NULL;
+        }
+    }
     return self;
 }
 
@@ -243,6 +266,8 @@ void stream_sender_destroy(stream_sender_t **self_p)
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     pool_destroy(&self->pool);
+    for (int j = 0; j < STREAM_MAX_STREAMS; j++)
+        free(self->streams[j].noted);
     for (uint32_t i = 0; i < self->reply_count; i++)
         free(self->replies[(self->reply_head + i) % REPLY_QUEUE].data);
     free(self->reply_handed_out);
@@ -278,8 +303,9 @@ static int send_join(stream_sender_t *self, uint32_t j)
     uint8_t message[STREAM_HEADER_SIZE + STREAM_TAG_SIZE];
     stream_header_encode(&(stream_header_t){ .type = STREAM_MSG_JOIN, .stream = (uint16_t)j },
                          message);
-    stream_seal(&self->session.send[j], 0, message, STREAM_HEADER_SIZE,
-                message + STREAM_HEADER_SIZE, 0, message + STREAM_HEADER_SIZE);
+    if (stream_seal(&self->session.send[j], 0, message, STREAM_HEADER_SIZE,
+                    message + STREAM_HEADER_SIZE, 0, message + STREAM_HEADER_SIZE) != 0)
+        return sender_fail(self, STREAM_ERR_NOMEM, "cannot seal JOIN on stream %u", j);
     if (zmq_send(self->sockets[j], message, sizeof message, 0) != (int)sizeof message)
         return sender_fail(self, STREAM_ERR_IO, "cannot send JOIN on stream %u: %s", j,
                            zmq_strerror(zmq_errno()));
@@ -366,10 +392,14 @@ int stream_sender_handshake(stream_sender_t *self, int timeout_ms)
     }
     if ((rc = check_welcome(self, &hello, &welcome, hello_bytes, reply_bytes, static_key)))
         goto out;
-    if (stream_session_derive(&self->session, true, welcome.cipher, welcome.streams,
-                              hello.ephemeral, ephemeral_secret, welcome.ephemeral, static_key,
-                              hello_bytes, sizeof hello_bytes, reply_bytes, reply_len) != 0) {
-        rc = sender_fail(self, STREAM_ERR_AUTH, "the receiver's ephemeral key is unusable");
+    int derived = stream_session_derive(&self->session, true, welcome.cipher, welcome.streams,
+                                        hello.ephemeral, ephemeral_secret, welcome.ephemeral,
+                                        static_key, hello_bytes, sizeof hello_bytes,
+                                        reply_bytes, reply_len);
+    if (derived != 0) {
+        rc = derived == -2
+                 ? sender_fail(self, STREAM_ERR_NOMEM, "no memory for the session keys")
+                 : sender_fail(self, STREAM_ERR_AUTH, "the receiver's ephemeral key is unusable");
         goto out;
     }
     self->stats.wire_bytes += reply_len;
@@ -506,6 +536,42 @@ static uint64_t unacknowledged(const sender_stream_t *st)
 
 /* --- chunks ------------------------------------------------------------------ */
 
+/* Seals the open chunk in place, its header (already written) as the
+ * associated data; noted pages are encrypted from guest memory into it. */
+static int seal_chunk(const stream_key_t *key, sender_stream_t *st, uint64_t seq)
+{
+    uint8_t *header = st->open, *body = st->open + STREAM_HEADER_SIZE, *tag = body + st->fill;
+    if (st->noted_count == 0)
+        return stream_seal(key, seq, header, STREAM_HEADER_SIZE, body, st->fill, tag);
+    if (stream_seal_begin(key, seq, header, STREAM_HEADER_SIZE) != 0)
+        return -1;
+    size_t done = 0;   /* body bytes sealed so far */
+    for (size_t i = 0; i < st->noted_count; i++) {
+        const noted_page_t *noted = &st->noted[i];
+        if (stream_seal_piece(key, body + done, body + done, noted->at - done) != 0
+            || stream_seal_piece(key, body + noted->at, noted->page, STREAM_PAGE_SIZE) != 0)
+            return -1;
+        done = noted->at + STREAM_PAGE_SIZE;
+    }
+    st->noted_count = 0;
+    if (stream_seal_piece(key, body + done, body + done, st->fill - done) != 0)
+        return -1;
+    return stream_seal_end(key, tag);
+}
+
+/* Copies the noted pages of every open chunk into it: the caller may
+ * change its memory once stream_send_pages() returns. */
+static void copy_noted_pages(stream_sender_t *self)
+{
+    for (uint32_t j = 0; j < self->stream_count; j++) {
+        sender_stream_t *st = &self->streams[j];
+        for (size_t i = 0; i < st->noted_count; i++)
+            memcpy(st->open + STREAM_HEADER_SIZE + st->noted[i].at, st->noted[i].page,
+                   STREAM_PAGE_SIZE);
+        st->noted_count = 0;
+    }
+}
+
 static int seal_and_send(stream_sender_t *self, uint32_t j)
 {
     sender_stream_t *st = &self->streams[j];
@@ -525,8 +591,9 @@ static int seal_and_send(stream_sender_t *self, uint32_t j)
     stream_header_encode(&(stream_header_t){ .type = STREAM_MSG_DATA, .stream = (uint16_t)j,
                                              .body_len = (uint32_t)st->fill, .seq = seq },
                          buffer);
-    stream_seal(&self->session.send[j], seq, buffer, STREAM_HEADER_SIZE,
-                buffer + STREAM_HEADER_SIZE, st->fill, buffer + STREAM_HEADER_SIZE + st->fill);
+    if (seal_chunk(&self->session.send[j], st, seq) != 0)
+        return sender_fail(self, STREAM_ERR_NOMEM, "stream %u: cannot seal chunk %llu", j,
+                           (unsigned long long)seq);
     size_t size = STREAM_HEADER_SIZE + st->fill + STREAM_TAG_SIZE;
     st->open = NULL;
     st->fill = 0;
@@ -583,15 +650,11 @@ static int check_ready(const stream_sender_t *self)
     }
 }
 
-int stream_send_pages(stream_sender_t *self, const uint8_t *memory_base,
-                      const uint64_t *page_indices, size_t count)
+static int add_pages(stream_sender_t *self, const uint8_t *memory_base,
+                     const uint64_t *page_indices, size_t count)
 {
-    int rc = check_ready(self);
-    if (rc)
-        return rc;
-    for (size_t i = 0; i < count; i++)
-        if (page_indices[i] > STREAM_PAGE_INDEX_MAX)
-            return STREAM_ERR_INVALID;
+    bool gather = stream_key_can_gather(&self->session.send[0]);
+    int rc;
     for (size_t i = 0; i < count; i++) {
         uint64_t index = page_indices[i];
         uint32_t j = stream_for_page(index, self->stream_count);
@@ -602,6 +665,10 @@ int stream_send_pages(stream_sender_t *self, const uint8_t *memory_base,
         if (stream_page_is_zero(page)) {
             st->fill += stream_put_zero(cursor(st), index);
             self->stats.zero_pages++;
+        } else if (gather) {
+            st->fill += stream_put_page_tag(cursor(st), index);
+            st->noted[st->noted_count++] = (noted_page_t){ .at = st->fill, .page = page };
+            st->fill += STREAM_PAGE_SIZE;
         } else {
             st->fill += stream_put_page(cursor(st), index, page);
         }
@@ -609,6 +676,20 @@ int stream_send_pages(stream_sender_t *self, const uint8_t *memory_base,
         self->stats.page_bytes += STREAM_PAGE_SIZE;
     }
     return 0;
+}
+
+int stream_send_pages(stream_sender_t *self, const uint8_t *memory_base,
+                      const uint64_t *page_indices, size_t count)
+{
+    int rc = check_ready(self);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < count; i++)
+        if (page_indices[i] > STREAM_PAGE_INDEX_MAX)
+            return STREAM_ERR_INVALID;
+    rc = add_pages(self, memory_base, page_indices, count);
+    copy_noted_pages(self);
+    return rc;
 }
 
 int stream_flush(stream_sender_t *self)

@@ -277,9 +277,15 @@ int stream_body_next(stream_body_reader_t *reader, stream_entry_t *entry, const 
     return 1;
 }
 
-size_t stream_put_page(uint8_t *at, uint64_t index, const uint8_t *page)
+size_t stream_put_page_tag(uint8_t *at, uint64_t index)
 {
     stream_put_u64(at, STREAM_ENTRY_PAGE | index << 8);
+    return STREAM_ENTRY_TAG_SIZE;
+}
+
+size_t stream_put_page(uint8_t *at, uint64_t index, const uint8_t *page)
+{
+    stream_put_page_tag(at, index);
     memcpy(at + STREAM_ENTRY_TAG_SIZE, page, STREAM_PAGE_SIZE);
     return STREAM_PAGE_ENTRY_SIZE;
 }

@@ -156,6 +156,8 @@ int stream_body_next(stream_body_reader_t *reader, stream_entry_t *entry, const 
 /* Body writers: each returns the bytes written at `at`, which must have room
  * (see the sizes above; a record takes stream_record_entry_size()). */
 size_t stream_put_page(uint8_t *at, uint64_t index, const uint8_t *page);
+/* A PAGE entry's tag alone; its 4096 bytes of data follow, put by the caller. */
+size_t stream_put_page_tag(uint8_t *at, uint64_t index);
 size_t stream_put_zero(uint8_t *at, uint64_t index);
 size_t stream_put_record(uint8_t *at, uint8_t type, const void *data, uint32_t len);
 size_t stream_put_barrier(uint8_t *at);

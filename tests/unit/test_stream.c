@@ -792,6 +792,54 @@ static void test_invalid_configs_are_refused(void **state)
     stream_receiver_destroy(&receiver);
 }
 
+/* The sender may encrypt pages straight from the caller's memory, but only
+ * during the call: pages still waiting in a partly filled chunk when
+ * stream_send_pages() returns must already be the sender's own copy. The
+ * pages go out from a scratch buffer in small batches (so each call leaves a
+ * partly filled chunk behind), and the buffer is scribbled over after each
+ * call; the destination must still get the original pages. */
+static void check_memory_not_read_after_the_call(fixture_t *f, uint32_t streams,
+                                                 stream_cipher_t cipher)
+{
+    stream_receiver_config_t rcfg = receiver_config(f);
+    stream_receiver_t *receiver = stream_receiver_new(&rcfg);
+    assert_non_null(receiver);
+    receiver_run_t *run = receiver_start(receiver);
+    stream_sender_config_t scfg = sender_config(f, stream_receiver_endpoint(receiver));
+    scfg.streams = streams;
+    scfg.cipher = cipher;
+    stream_sender_t *sender = stream_sender_new(&scfg);
+    assert_non_null(sender);
+    assert_int_equal(stream_sender_handshake(sender, LONG_MS), 0);
+
+    uint8_t *scratch = aligned_alloc(STREAM_PAGE_SIZE, PAGES * STREAM_PAGE_SIZE);
+    uint64_t *indices = all_pages();
+    const size_t batch = 45;   /* not a divisor of a chunk's page count */
+    for (size_t first = 0; first < PAGES; first += batch) {
+        size_t count = PAGES - first < batch ? PAGES - first : batch;
+        memcpy(scratch, f->source, PAGES * STREAM_PAGE_SIZE);
+        assert_int_equal(stream_send_pages(sender, scratch, indices + first, count), 0);
+        memset(scratch, 0xab, PAGES * STREAM_PAGE_SIZE);
+    }
+    assert_int_equal(stream_sender_finish(sender, LONG_MS), 0);
+    receiver_join(run);
+    assert_int_equal(run->final_rc, 0);
+    assert_memory_equal(f->source, f->destination, PAGES * STREAM_PAGE_SIZE);
+    free(indices);
+    free(scratch);
+    stream_sender_destroy(&sender);
+    stream_receiver_destroy(&receiver);
+    free(run);
+}
+
+static void test_memory_not_read_after_the_call(void **state)
+{
+    fixture_t *f = *state;
+    check_memory_not_read_after_the_call(f, 2, STREAM_CIPHER_AUTO);
+    memset(f->destination, 0xee, PAGES * STREAM_PAGE_SIZE);
+    check_memory_not_read_after_the_call(f, 1, STREAM_CIPHER_XCHACHA20POLY1305);
+}
+
 int main(void)
 {
     log_set_level(LOG_LEVEL_OFF);   /* failures are the point of half these tests */
@@ -816,6 +864,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_receiver_replies_and_learns_memory_late, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pages_without_memory_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receiver_abort_reaches_the_sender, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_not_read_after_the_call, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
