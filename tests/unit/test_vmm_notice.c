@@ -8,10 +8,12 @@
  *   save/restore    the acknowledgement travels with the VM; the restored
  *                   guest does not answer the old notice again
  *   bad arguments   refused with -EINVAL
+ *   stopped VM      the wait ends with -ESRCH (process backend: a killed guest)
  *
  * Without /dev/kvm the kvm cases print "SKIPPED: no /dev/kvm" and skip.
  * Waits are bounded polls on conditions, never fixed sleeps. */
 #include <errno.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -260,6 +262,25 @@ static void test_bad_arguments_are_refused(void **state)
     vm_destroy(&vm);
 }
 
+/* A guest that is gone cannot answer: the wait ends with -ESRCH, not at
+ * its timeout. The process backend's guest can be killed from outside. */
+static void test_wait_ends_when_the_vm_stops(void **state)
+{
+    (void)state;
+    vm_t *vm = boot_vm("process", "doomed", "profile=idle print=0");
+    pid_t pids[4];
+    assert_int_equal(vmt_list_children(pids, 4), 1);
+    assert_int_equal(vm_pause(vm), 0);  /* no answer before the kill */
+    kill(pids[0], SIGKILL);
+    bool acked = true;
+    assert_int_equal(vm_notify_wait(vm, VM_NOTICE_MIGRATING, 1, VMT_WAIT_MS, &acked), -ESRCH);
+    assert_false(acked);
+    vm_status_t st;
+    vm_status(vm, &st);
+    assert_int_equal(st.state, VM_STOPPED);
+    vm_destroy(&vm);
+}
+
 #define BOTH(fn) cmocka_unit_test_prestate(fn, "kvm"), cmocka_unit_test_prestate(fn, "process")
 
 int main(void)
@@ -271,6 +292,7 @@ int main(void)
         BOTH(test_rounds_are_counted_around_notices),
         BOTH(test_ack_survives_save_restore),
         BOTH(test_bad_arguments_are_refused),
+        cmocka_unit_test(test_wait_ends_when_the_vm_stops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,8 @@
 
 #include "vm_wait.h"
 
+#include <dirent.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -108,4 +110,27 @@ void vmt_copy_memory(vm_t *src, vm_t *dst)
         memcpy(d.base + data, s.base + data, (size_t)(hole - data));
         at = hole;
     }
+}
+
+int vmt_list_children(pid_t *out, int cap)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[96];
+        snprintf(path, sizeof path, "/proc/self/task/%.32s/children", e->d_name);
+        FILE *f = fopen(path, "r");
+        int pid;
+        while (f && fscanf(f, "%d", &pid) == 1)
+            if (n < cap)
+                out[n++] = pid;
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return n;
 }

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "vmm/vm.h"
 
@@ -35,6 +36,9 @@ typedef struct {
 bool vmt_console_has(vm_t *vm, const vm_status_t *st, void *arg);  /* arg: vmt_console_t */
 /* Reads what is new on the console; returns how often needle occurs in all of it. */
 unsigned vmt_console_count(vm_t *vm, vmt_console_t *c, const char *needle);
+
+/* The pids of this process's children (process-backend guests), at most cap. */
+int vmt_list_children(pid_t *out, int cap);
 
 /* Copies every data extent of src's guest memory into dst's (holes stay holes). */
 void vmt_copy_memory(vm_t *src, vm_t *dst);
