@@ -162,6 +162,7 @@ typedef struct {
     uint64_t verify_t0, verify_units;
     uint64_t sweep_region, sweep_offset;
     uint32_t test_last_round;
+    uint32_t notice_last;        /* the last notice acknowledged (mailbox value) */
     uint32_t errors_printed;
 } guest_state_t;
 extern guest_state_t state;

@@ -213,17 +213,47 @@ static void test_round(uint32_t round)
             first, stride);
 }
 
-static uint64_t test_step(uint64_t now)
+/* --- the mailbox ----------------------------------------------------------- */
+
+static bool is_notice(uint32_t posted)
 {
-    if (cfg.args.profile != GUEST_PROFILE_TEST)
-        return UINT64_MAX;
+    uint32_t tag = posted >> GUEST_NOTICE_TAG_SHIFT;
+    return tag == GUEST_NOTICE_MIGRATING || tag == GUEST_NOTICE_MIGRATED;
+}
+
+/* A workload with state to quiesce would do it here, before the
+ * acknowledgement lets the host go ahead; this one has nothing to flush, so
+ * it says what it saw and acknowledges at once. The line comes first, so a
+ * host that sees the acknowledgement has the line on its console too. */
+static void notice_handle(uint32_t posted)
+{
+    if (posted == state.notice_last)
+        return;
+    uint32_t seq = posted & GUEST_NOTICE_SEQ_MASK;
+    if (posted >> GUEST_NOTICE_TAG_SHIFT == GUEST_NOTICE_MIGRATING)
+        kprintf("ferry-guest: migration notice %u: host is about to migrate this VM\n", seq);
+    else
+        kprintf("ferry-guest: migration %u finished\n", seq);
+    state.notice_last = posted;
+    outl(GUEST_PORT_NOTICE_ACK, posted);
+}
+
+/* Every profile reads the mailbox at its wake-ups, at most once a
+ * millisecond (one IN: a VM exit, or a round trip for a process guest).
+ * Only the test profile wakes up for it, to start rounds promptly; the
+ * others answer a notice within a heartbeat period. */
+static uint64_t mailbox_step(uint64_t now)
+{
+    bool test = cfg.args.profile == GUEST_PROFILE_TEST;
     if (now >= state.next_poll) {
         state.next_poll = now + ms_to_tsc(1);
         uint32_t posted = inl(GUEST_PORT_MAILBOX);
-        if (posted != 0 && posted != UINT32_MAX && posted != state.test_last_round)
+        if (is_notice(posted))
+            notice_handle(posted);
+        else if (test && posted != 0 && posted != UINT32_MAX && posted != state.test_last_round)
             test_round(posted);
     }
-    return state.next_poll;
+    return test ? state.next_poll : UINT64_MAX;
 }
 
 /* --- the loop -------------------------------------------------------------- */
@@ -303,7 +333,7 @@ void profile_loop(void)
         uint64_t next = min_u64(state.next_heartbeat, work);
         if (print_period)
             next = min_u64(next, state.next_print);
-        next = min_u64(next, test_step(now));
+        next = min_u64(next, mailbox_step(now));
         if (next > rdtsc())
             idle_until(next);
     }

@@ -24,7 +24,19 @@
 #define GUEST_PORT_INFO_LO       0x51c  /* OUT: low 32 bits of the selected slot's value (staged) */
 #define GUEST_PORT_INFO_HI       0x520  /* OUT: high 32 bits; this write commits lo+hi to the slot */
 #define GUEST_PORT_MAILBOX       0x524  /* IN: the last value the host posted (0 if none) */
-#define GUEST_PORT_END           0x528  /* first port past the block */
+#define GUEST_PORT_NOTICE_ACK    0x528  /* OUT: the notice (whole mailbox value) the guest acted on */
+#define GUEST_PORT_END           0x52c  /* first port past the block */
+
+/* Notices: mailbox values whose top byte is a notice tag; the low 24 bits
+ * are the host's sequence number. Any other value is a test round (test
+ * profile), so test rounds must stay below 0xA5000000. Every profile polls
+ * the mailbox, prints a line for each new notice and acknowledges it by
+ * writing the mailbox value to NOTICE_ACK (docs/guest.md, "Migration
+ * notices"). */
+#define GUEST_NOTICE_TAG_SHIFT   24
+#define GUEST_NOTICE_SEQ_MASK    0x00ffffffu
+#define GUEST_NOTICE_MIGRATING   0xa5u  /* tag: the host is about to migrate this VM */
+#define GUEST_NOTICE_MIGRATED    0xa6u  /* tag: that migration finished */
 
 /* Guest status. The guest writes it on every change and with every heartbeat. */
 #define GUEST_STATUS_BOOTING     0u  /* reset value: no report yet */

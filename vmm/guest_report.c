@@ -36,6 +36,7 @@ void guest_report_out(guest_report_t *r, uint16_t port, uint32_t value, int64_t 
             r->info_valid |= 1u << r->info_key;
         }
         break;
+    case GUEST_PORT_NOTICE_ACK: r->notice_ack = value; break;
     default: break;  /* read-only or unassigned: ignored */
     }
 }
@@ -70,12 +71,17 @@ void guest_report_encode(const guest_report_t *r, uint8_t out[GUEST_REPORT_ENCOD
     p = put32(p, r->info_valid);
     p = put32(p, r->info_key);
     p = put32(p, r->info_lo);
-    put32(p, r->mailbox);
+    p = put32(p, r->mailbox);
+    put32(p, r->notice_ack);
 }
 
-int guest_report_decode(const uint8_t in[GUEST_REPORT_ENCODED_BYTES], guest_report_t *r, char *err,
-                        size_t errlen)
+int guest_report_decode(const uint8_t *in, size_t len, guest_report_t *r, char *err, size_t errlen)
 {
+    if (len != GUEST_REPORT_ENCODED_BYTES && len != GUEST_REPORT_V1_BYTES) {
+        snprintf(err, errlen, "report registers are %zu bytes, expected %u (or %u)", len,
+                 GUEST_REPORT_ENCODED_BYTES, GUEST_REPORT_V1_BYTES);
+        return -1;
+    }
     guest_report_t d = {0};
     const uint8_t *p = in;
     p = get32(p, &d.heartbeat);
@@ -93,7 +99,9 @@ int guest_report_decode(const uint8_t in[GUEST_REPORT_ENCODED_BYTES], guest_repo
     p = get32(p, &d.info_valid);
     p = get32(p, &d.info_key);
     p = get32(p, &d.info_lo);
-    get32(p, &d.mailbox);
+    p = get32(p, &d.mailbox);
+    if (len == GUEST_REPORT_ENCODED_BYTES)
+        get32(p, &d.notice_ack);
     if (d.info_valid >> GUEST_INFO_SLOTS) {
         snprintf(err, errlen, "info mask 0x%x names unknown slots", d.info_valid);
         return -1;

@@ -21,6 +21,7 @@ typedef struct {
     uint32_t info_valid;
     uint32_t info_key, info_lo;  /* staged by INFO_KEY / INFO_LO */
     uint32_t mailbox;            /* host -> guest */
+    uint32_t notice_ack;         /* NOTICE_ACK: the last notice the guest acted on */
     /* host side, not saved with the VM */
     uint64_t heartbeats_seen;
     int64_t last_heartbeat_ns;
@@ -36,11 +37,15 @@ uint32_t guest_report_in(const guest_report_t *r, uint16_t port);
 /* The registers a saved VM carries (the host-side fields are not saved), in
  * host byte order: heartbeat, status, the four raw counters (u32 each), the
  * four extended counters (u64), the info slots (u64), info_valid, info_key,
- * info_lo, mailbox (u32). Used by every backend's state format. */
-#define GUEST_REPORT_ENCODED_BYTES (6u * 4 + 4u * 8 + GUEST_INFO_SLOTS * 8u + 4u * 4)
+ * info_lo, mailbox, notice_ack (u32). Used by every backend's state format.
+ * The first form (GUEST_REPORT_V1_BYTES) ended at mailbox; it decodes with
+ * notice_ack 0, so states saved by older builds still restore. */
+#define GUEST_REPORT_V1_BYTES (6u * 4 + 4u * 8 + GUEST_INFO_SLOTS * 8u + 4u * 4)
+#define GUEST_REPORT_ENCODED_BYTES (GUEST_REPORT_V1_BYTES + 4u)
 void guest_report_encode(const guest_report_t *r, uint8_t out[GUEST_REPORT_ENCODED_BYTES]);
-/* 0, or -1 with the reason in err; host-side fields come out zero. */
-int guest_report_decode(const uint8_t in[GUEST_REPORT_ENCODED_BYTES], guest_report_t *r, char *err,
-                        size_t errlen);
+/* Decodes len bytes: GUEST_REPORT_ENCODED_BYTES, or GUEST_REPORT_V1_BYTES
+ * for the first form. 0, or -1 with the reason in err; host-side fields
+ * come out zero. */
+int guest_report_decode(const uint8_t *in, size_t len, guest_report_t *r, char *err, size_t errlen);
 
 #endif

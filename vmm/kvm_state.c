@@ -11,6 +11,7 @@
 #define HEADER_BYTES 16u
 #define RECORD_HEADER_BYTES 8u
 #define DEVICE_BYTES (8u + GUEST_REPORT_ENCODED_BYTES)
+#define DEVICE_BYTES_V1 (8u + GUEST_REPORT_V1_BYTES)  /* before NOTICE_ACK */
 #define MACHINE_BYTES 24u
 
 /* TSC first (the others may be relative to it), TSC deadline last (it needs
@@ -247,15 +248,17 @@ static int decode_machine(const uint8_t *p, uint32_t n, kvm_state_t *out, char *
     return 0;
 }
 
-static int decode_devices(const uint8_t *p, uint32_t n, kvm_state_t *out, char *err, size_t errlen)
+static int decode_devices(const uint8_t *p, uint32_t n, unsigned version, kvm_state_t *out,
+                          char *err, size_t errlen)
 {
-    if (n != DEVICE_BYTES)
-        BAD("vm state: devices record is %u bytes, expected %u", n, DEVICE_BYTES);
+    uint32_t want = version == 1 ? DEVICE_BYTES_V1 : DEVICE_BYTES;
+    if (n != want)
+        BAD("vm state: devices record is %u bytes, expected %u (version %u)", n, want, version);
     out->uart = (uart_regs_t){p[0], p[1], p[2], p[3], p[4], p[5]};
     if (p[6] || p[7])
         BAD("vm state: devices record: nonzero padding");
     char why[96];
-    if (guest_report_decode(p + 8, &out->report, why, sizeof why) < 0)
+    if (guest_report_decode(p + 8, n - 8, &out->report, why, sizeof why) < 0)
         BAD("vm state: devices record: %s", why);
     return 0;
 }
@@ -368,9 +371,10 @@ static int decode(const uint8_t *buf, size_t len, kvm_state_t *out, char *err, s
         BAD("vm state: %zu bytes is shorter than the header", len);
     if (get_u32(buf) != KVM_STATE_MAGIC)
         BAD("vm state: bad magic (not a ferry VM state)");
-    if (get_u16(buf + 4) != KVM_STATE_VERSION)
-        BAD("vm state: version %u (this build reads version %u)", get_u16(buf + 4),
-            KVM_STATE_VERSION);
+    unsigned version = get_u16(buf + 4);
+    if (version < KVM_STATE_OLDEST_VERSION || version > KVM_STATE_VERSION)
+        BAD("vm state: version %u (this build reads versions %u..%u)", version,
+            KVM_STATE_OLDEST_VERSION, KVM_STATE_VERSION);
     unsigned records = get_u16(buf + 6);
     if (get_u32(buf + 8) != len || get_u32(buf + 12) != 0)
         BAD("vm state: header says %u bytes, got %zu", get_u32(buf + 8), len);
@@ -419,7 +423,7 @@ static int decode(const uint8_t *buf, size_t len, kvm_state_t *out, char *err, s
                     }
                 }
                 break;
-            case KVM_REC_DEVICES: rc = decode_devices(p, n, out, err, errlen); break;
+            case KVM_REC_DEVICES: rc = decode_devices(p, n, version, out, err, errlen); break;
             case KVM_REC_CLOCK:
                 if (n != sizeof out->clock) {
                     snprintf(err, errlen, "vm state: clock record is %u bytes", n);

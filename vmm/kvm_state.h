@@ -6,13 +6,18 @@
  * record length, count, index, MSR number and flag word is checked, and it
  * never reads past len.
  *
- * Format (host byte order; x86-64 hosts only), version 1:
+ * Format (host byte order; x86-64 hosts only), version 2:
  *
  *   header  u32 magic "FVMS" | u16 version | u16 record count | u32 total bytes | u32 zero
  *   record  u16 type | u16 index | u32 payload bytes | payload | zero pad to 8 bytes
  *
  * The first record is KVM_REC_MACHINE. Vcpu records carry the vCPU index;
- * each (type, index) appears exactly once and all of them are required. */
+ * each (type, index) appears exactly once and all of them are required.
+ *
+ * Version 2 added NOTICE_ACK to the report registers in the devices record
+ * (guest_report.h). The decoder still reads version 1 (NOTICE_ACK comes out
+ * 0), so a VM saved by an older build restores here; the encoder writes
+ * version 2 only. */
 #ifndef FERRY_VMM_KVM_STATE_H
 #define FERRY_VMM_KVM_STATE_H
 
@@ -23,7 +28,8 @@
 #include "vmm/guest_report.h"
 
 #define KVM_STATE_MAGIC 0x534d5646u  /* "FVMS" */
-#define KVM_STATE_VERSION 1u
+#define KVM_STATE_VERSION 2u
+#define KVM_STATE_OLDEST_VERSION 1u  /* the oldest version the decoder reads */
 #define KVM_STATE_MAX_MSRS 48u
 #define KVM_STATE_MAX_XSAVE 16384u
 #define KVM_STATE_MIN_XSAVE 4096u

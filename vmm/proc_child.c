@@ -184,8 +184,10 @@ void proc_child_out(uint16_t port, uint32_t value, unsigned size)
         uart_out(port - COM1_FIRST, (uint8_t)value);
     } else if (guest_report_owns(port) && size == 4) {
         child.outbox[child.outbox_len++] = (proc_port_write_t){port, value};
-        /* A heartbeat is the guest's commit point (guest/report.c). */
-        if (port == GUEST_PORT_HEARTBEAT || child.outbox_len == PROC_MSG_MAX_WRITES)
+        /* A heartbeat is the guest's commit point (guest/report.c); a
+         * notice acknowledgement is awaited by the host, so it goes at once. */
+        if (port == GUEST_PORT_HEARTBEAT || port == GUEST_PORT_NOTICE_ACK ||
+            child.outbox_len == PROC_MSG_MAX_WRITES)
             flush_outbox();
     }
 }

@@ -49,14 +49,16 @@ int proc_state_decode(const uint8_t *buf, size_t len, proc_state_t *out, char *e
         BAD("process vm state: %zu bytes is shorter than the header", len);
     if (get32(buf) != PROC_STATE_MAGIC)
         BAD("process vm state: bad magic (not a ferry process VM state)");
-    if (get16(buf + 4) != PROC_STATE_VERSION)
-        BAD("process vm state: version %u (this build reads version %u)", get16(buf + 4),
+    unsigned version = get16(buf + 4);
+    if (version != 1 && version != PROC_STATE_VERSION)
+        BAD("process vm state: version %u (this build reads versions 1..%u)", version,
             PROC_STATE_VERSION);
     if (get16(buf + 6) != 0 || get32(buf + 12) != 0)
         BAD("process vm state: nonzero reserved header fields");
-    if (get32(buf + 8) != len || len != PROC_STATE_BYTES)
-        BAD("process vm state: header says %u bytes, got %zu (version 1 is %u)", get32(buf + 8),
-            len, PROC_STATE_BYTES);
+    size_t want = version == 1 ? PROC_STATE_V1_BYTES : PROC_STATE_BYTES;
+    if (get32(buf + 8) != len || len != want)
+        BAD("process vm state: header says %u bytes, got %zu (version %u is %zu)",
+            get32(buf + 8), len, version, want);
 
     proc_state_t s = {0};
     const uint8_t *p = buf + HEADER_BYTES;
@@ -81,7 +83,7 @@ int proc_state_decode(const uint8_t *buf, size_t len, proc_state_t *out, char *e
         BAD("process vm state: guest clock %llu ns is out of range",
             (unsigned long long)s.clock_ns);
     char why[96];
-    if (guest_report_decode(p + 32, &s.report, why, sizeof why) < 0)
+    if (guest_report_decode(p + 32, len - HEADER_BYTES - 32, &s.report, why, sizeof why) < 0)
         BAD("process vm state: report registers: %s", why);
     *out = s;
     return 0;

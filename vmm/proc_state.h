@@ -7,12 +7,16 @@
  * registers the VMM keeps for the guest. The decoder takes bytes from the
  * network and checks every field.
  *
- * Format, version 1, host byte order (x86-64 hosts), PROC_STATE_BYTES long:
+ * Format, version 2, host byte order (x86-64 hosts), PROC_STATE_BYTES long:
  *
  *   u32 magic "FPRS" | u16 version | u16 zero | u32 total bytes | u32 zero
  *   u64 memory bytes | u32 vCPUs | u32 flags (bit 0: profile started)
  *   u64 base | u64 guest clock (ns)
- *   report registers (guest_report_encode) */
+ *   report registers (guest_report_encode)
+ *
+ * Version 2 added NOTICE_ACK to the report registers. The decoder still
+ * reads version 1 (PROC_STATE_V1_BYTES long, NOTICE_ACK 0); the encoder
+ * writes version 2 only. */
 #ifndef FERRY_VMM_PROC_STATE_H
 #define FERRY_VMM_PROC_STATE_H
 
@@ -23,8 +27,9 @@
 #include "vmm/guest_report.h"
 
 #define PROC_STATE_MAGIC 0x53525046u  /* "FPRS" */
-#define PROC_STATE_VERSION 1u
+#define PROC_STATE_VERSION 2u
 #define PROC_STATE_BYTES (16u + 32u + GUEST_REPORT_ENCODED_BYTES)
+#define PROC_STATE_V1_BYTES (16u + 32u + GUEST_REPORT_V1_BYTES)
 
 typedef struct {
     uint64_t memory_bytes;

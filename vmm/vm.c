@@ -332,6 +332,16 @@ void vm_set_stopped(vm_t *vm, const char *reason)
     log_warn("vmm", "%s: stopped: %s", vm->name, reason);
 }
 
+/* The kind a notice word (mailbox or NOTICE_ACK value) carries. */
+static vm_notice_t notice_kind_of(uint32_t word)
+{
+    switch (word >> GUEST_NOTICE_TAG_SHIFT) {
+    case GUEST_NOTICE_MIGRATING: return VM_NOTICE_MIGRATING;
+    case GUEST_NOTICE_MIGRATED: return VM_NOTICE_MIGRATED;
+    default: return VM_NOTICE_NONE;
+    }
+}
+
 int vm_status(vm_t *vm, vm_status_t *out)
 {
     memset(out, 0, sizeof *out);
@@ -348,6 +358,9 @@ int vm_status(vm_t *vm, vm_status_t *out)
     out->pages_written = r->written;
     memcpy(out->info, r->info, sizeof out->info);
     out->info_valid = r->info_valid;
+    out->notice_acked_kind = notice_kind_of(r->notice_ack);
+    out->notice_acked = out->notice_acked_kind == VM_NOTICE_NONE ? 0
+                                                                   : r->notice_ack & GUEST_NOTICE_SEQ_MASK;
     out->throttle_percent = vm->throttle_percent;
     snprintf(out->stop_reason, sizeof out->stop_reason, "%s", vm->stop_reason);
     pthread_mutex_unlock(&vm->lock);
@@ -382,6 +395,60 @@ int vm_mailbox_post(vm_t *vm, uint32_t value)
     vm->report.mailbox = value;
     pthread_mutex_unlock(&vm->lock);
     return 0;
+}
+
+/* --- migration notices ------------------------------------------------------- */
+
+static int notice_word(vm_notice_t kind, uint32_t seq, uint32_t *word)
+{
+    uint32_t tag = kind == VM_NOTICE_MIGRATING  ? GUEST_NOTICE_MIGRATING
+                   : kind == VM_NOTICE_MIGRATED ? GUEST_NOTICE_MIGRATED
+                                                : 0;
+    if (tag == 0 || seq == 0 || seq > VM_NOTICE_SEQ_MAX)
+        return -EINVAL;
+    *word = tag << GUEST_NOTICE_TAG_SHIFT | seq;
+    return 0;
+}
+
+int vm_notify(vm_t *vm, vm_notice_t kind, uint32_t seq)
+{
+    uint32_t word;
+    int rc = notice_word(kind, seq, &word);
+    if (rc < 0)
+        return rc;
+    log_info("vmm", "%s: notice %s %u posted to the guest", vm->name,
+             kind == VM_NOTICE_MIGRATING ? "migrating" : "migrated", seq);
+    return vm_mailbox_post(vm, word);
+}
+
+#define NOTIFY_POLL_MS 2
+
+int vm_notify_wait(vm_t *vm, vm_notice_t kind, uint32_t seq, int timeout_ms, bool *acked)
+{
+    *acked = false;
+    if (timeout_ms < 0)
+        return -EINVAL;
+    int rc = vm_notify(vm, kind, seq);
+    if (rc < 0)
+        return rc;
+    int64_t deadline = vm_now_ns() + (int64_t)timeout_ms * 1000000;
+    for (;;) {
+        pthread_mutex_lock(&vm->lock);
+        uint32_t ack = vm->report.notice_ack;
+        vm_run_state_t state = vm->state;
+        pthread_mutex_unlock(&vm->lock);
+        if (notice_kind_of(ack) == kind && (ack & GUEST_NOTICE_SEQ_MASK) == seq) {
+            *acked = true;
+            return 0;
+        }
+        if (state == VM_STOPPED)
+            return -ESRCH;
+        int64_t left = deadline - vm_now_ns();
+        if (left <= 0)
+            return 0;
+        struct timespec nap = {0, left < NOTIFY_POLL_MS * 1000000 ? left : NOTIFY_POLL_MS * 1000000};
+        nanosleep(&nap, NULL);
+    }
 }
 
 /* --- memory ------------------------------------------------------------------- */

@@ -22,8 +22,9 @@
  *
  * All functions return 0 or a negative errno-style code. Those taking err
  * write a one-line reason there on failure (and log it). Thread safety: one
- * controlling thread calls these; vm_status, vm_console_read and
- * vm_mailbox_post may be called from any thread. */
+ * controlling thread calls these; vm_status, vm_console_read,
+ * vm_mailbox_post, vm_notify and vm_notify_wait may be called from any
+ * thread. */
 #ifndef FERRY_VMM_VM_H
 #define FERRY_VMM_VM_H
 
@@ -58,6 +59,15 @@ typedef enum {
     VM_STOPPED,  /* the guest stopped the machine; see vm_status_t.stop_reason */
 } vm_run_state_t;
 
+/* Notices to the guest about its migration (vm_notify). */
+typedef enum {
+    VM_NOTICE_NONE,
+    VM_NOTICE_MIGRATING,  /* the host is about to migrate this VM */
+    VM_NOTICE_MIGRATED,   /* that migration finished */
+} vm_notice_t;
+
+#define VM_NOTICE_SEQ_MAX 0xffffffu  /* sequence numbers are 1..this (24 bits) */
+
 typedef struct {
     vm_run_state_t state;
     /* What the guest reported (guest/protocol.h). Cumulative counters are the
@@ -72,6 +82,10 @@ typedef struct {
     uint64_t pages_written;
     uint64_t info[16];             /* GUEST_INFO_* slots (guest/protocol.h) */
     uint32_t info_valid;           /* bit k set: info[k] was reported */
+    /* The last notice the guest acknowledged; kind VM_NOTICE_NONE, seq 0
+     * if none. Saved with the VM, so it carries across a migration. */
+    vm_notice_t notice_acked_kind;
+    uint32_t notice_acked;         /* its sequence number */
     /* What the host measured. */
     uint64_t vcpu_cpu_ns;          /* CPU time of all vCPU threads */
     unsigned throttle_percent;
@@ -112,6 +126,26 @@ size_t vm_console_read(vm_t *vm, uint64_t *cursor, char *buf, size_t len);
 
 /* Posts a value the guest reads from GUEST_PORT_MAILBOX (test profile). */
 int vm_mailbox_post(vm_t *vm, uint32_t value);
+
+/* --- migration notices ----------------------------------------------------------
+ * vSphere-8 style: before a migration the host tells the guest and waits (up
+ * to a timeout) for its acknowledgement; afterwards it tells it the move is
+ * done. The notice goes through the mailbox (replacing what it held); the
+ * guest polls it at its wake-ups (every heartbeat period at least), prints a
+ * console line and acknowledges; vm_status shows the acknowledgement. A
+ * paused guest acknowledges after vm_resume. docs/guest.md has the protocol.
+ *
+ * vm_notify: posts the notice and returns; -EINVAL for an unknown kind or a
+ * seq outside 1..VM_NOTICE_SEQ_MAX. A repeated (kind, seq) is acknowledged
+ * once, so re-posting after a timeout is harmless.
+ *
+ * vm_notify_wait: vm_notify, then polls every few milliseconds (sleeping in
+ * between) until the guest acknowledged (kind, seq) or timeout_ms passed.
+ * Returns 0 with *acked telling which; -EINVAL as vm_notify or for a
+ * negative timeout; -ESRCH if the VM is or becomes stopped (no guest is
+ * left to answer). */
+int vm_notify(vm_t *vm, vm_notice_t kind, uint32_t seq);
+int vm_notify_wait(vm_t *vm, vm_notice_t kind, uint32_t seq, int timeout_ms, bool *acked);
 
 /* --- memory ------------------------------------------------------------------ */
 

@@ -113,41 +113,17 @@ static uint8_t *save(vm_t *vm, size_t *len)
     return buf;
 }
 
-/* The pids of this process's children (the guest processes). */
-static int list_children(pid_t *out, int cap)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[96];
-        snprintf(path, sizeof path, "/proc/self/task/%.32s/children", e->d_name);
-        FILE *f = fopen(path, "r");
-        int pid;
-        while (f && fscanf(f, "%d", &pid) == 1)
-            if (n < cap)
-                out[n++] = pid;
-        if (f)
-            fclose(f);
-    }
-    if (d)
-        closedir(d);
-    return n;
-}
-
 static int count_children(void)
 {
     pid_t pids[64];
-    return list_children(pids, 64);
+    return vmt_list_children(pids, 64);
 }
 
 /* The one guest process of the one VM alive. */
 static pid_t only_guest(void)
 {
     pid_t pids[8];
-    assert_int_equal(list_children(pids, 8), 1);
+    assert_int_equal(vmt_list_children(pids, 8), 1);
     return pids[0];
 }
 
@@ -660,7 +636,7 @@ static void test_guest_process_holds_only_its_own_memory(void **state)
     vm_t *vm = boot_vm("own", 64 * MIB, 1, "profile=idle print=0");
 
     pid_t pids[8], guest = 0;
-    int n = list_children(pids, 8);
+    int n = vmt_list_children(pids, 8);
     for (int i = 0; i < n; i++) {
         char path[64], comm[32] = "";
         snprintf(path, sizeof path, "/proc/%d/comm", (int)pids[i]);
@@ -720,7 +696,7 @@ static void vmm_that_dies(int report_fd, bool paused)
     if (paused && vm_pause(vm) < 0)
         _exit(2);
     pid_t pids[4];
-    if (list_children(pids, 4) != 1)
+    if (vmt_list_children(pids, 4) != 1)
         _exit(3);
     if (write(report_fd, &pids[0], sizeof pids[0]) != sizeof pids[0])
         _exit(4);

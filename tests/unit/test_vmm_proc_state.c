@@ -27,7 +27,8 @@ static proc_state_t sample(void)
     s.report.info[3] = 60000;
     s.report.info[10] = 9;
     s.report.info_valid = 1u << 3 | 1u << 10;
-    s.report.mailbox = 9;
+    s.report.mailbox = 0xa5000003u;
+    s.report.notice_ack = 0xa5000002u;
     s.report.heartbeats_seen = 999;      /* host side: not saved */
     s.report.last_heartbeat_ns = 12345;  /* host side: not saved */
     return s;
@@ -54,7 +55,8 @@ static void test_round_trip(void **state)
     assert_int_equal(back.report.raw_written, 77);
     assert_int_equal(back.report.info[3], 60000);
     assert_int_equal(back.report.info_valid, s.report.info_valid);
-    assert_int_equal(back.report.mailbox, 9);
+    assert_int_equal(back.report.mailbox, 0xa5000003u);
+    assert_int_equal(back.report.notice_ack, 0xa5000002u);
     assert_int_equal(back.report.heartbeats_seen, 0);
     assert_int_equal(back.report.last_heartbeat_ns, 0);
     s.started = false;
@@ -87,7 +89,9 @@ static void test_each_field_is_checked(void **state)
         expect_refused(b, sizeof good, needle);     \
     } while (0)
     MUTATE(0, uint32_t, 0x534d5646u, "bad magic");          /* a KVM state */
-    MUTATE(4, uint16_t, 2, "version 2");
+    MUTATE(4, uint16_t, 0, "version 0");
+    MUTATE(4, uint16_t, 3, "version 3");
+    MUTATE(4, uint16_t, 1, "version 1 is");  /* a version 2 length */
     MUTATE(6, uint16_t, 1, "reserved");
     MUTATE(8, uint32_t, PROC_STATE_BYTES + 8, "header says");
     MUTATE(12, uint32_t, 1, "reserved");
@@ -108,7 +112,40 @@ static void test_each_field_is_checked(void **state)
     memset(b + sizeof good, 0, 8);
     uint32_t longer = PROC_STATE_BYTES + 8;
     memcpy(b + 8, &longer, 4);
-    expect_refused(b, sizeof good + 8, "version 1 is");
+    expect_refused(b, sizeof good + 8, "version 2 is");
+}
+
+/* A version 1 state (saved before NOTICE_ACK existed) still restores: the
+ * same bytes less the last register, with NOTICE_ACK coming out 0. */
+static void test_version_1_still_decodes(void **state)
+{
+    (void)state;
+    proc_state_t s = sample(), back;
+    uint8_t buf[PROC_STATE_BYTES];
+    size_t len;
+    assert_int_equal(proc_state_encode(&s, buf, sizeof buf, &len), 0);
+    uint16_t v1 = 1;
+    uint32_t v1_bytes = PROC_STATE_V1_BYTES;
+    memcpy(buf + 4, &v1, 2);
+    memcpy(buf + 8, &v1_bytes, 4);
+    char err[200];
+    assert_int_equal(proc_state_decode(buf, PROC_STATE_V1_BYTES, &back, err, sizeof err), 0);
+    assert_int_equal(back.report.heartbeat, 4321);
+    assert_int_equal(back.report.info_valid, s.report.info_valid);
+    assert_int_equal(back.report.mailbox, 0xa5000003u);
+    assert_int_equal(back.report.notice_ack, 0);
+    /* ...and is written back as version 2. */
+    assert_int_equal(proc_state_encode(&back, buf, sizeof buf, &len), 0);
+    assert_int_equal(len, PROC_STATE_BYTES);
+    uint16_t version;
+    memcpy(&version, buf + 4, 2);
+    assert_int_equal(version, PROC_STATE_VERSION);
+    /* A version 1 header on a version 2 length, and the reverse, are refused. */
+    memcpy(buf + 4, &v1, 2);
+    expect_refused(buf, PROC_STATE_BYTES, "header says");
+    memcpy(buf + 4, &version, 2);
+    memcpy(buf + 8, &v1_bytes, 4);
+    expect_refused(buf, PROC_STATE_V1_BYTES, "version 2 is");
 }
 
 static void test_truncated_input(void **state)
@@ -166,6 +203,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_each_field_is_checked),
+        cmocka_unit_test(test_version_1_still_decodes),
         cmocka_unit_test(test_truncated_input),
         cmocka_unit_test(test_corrupted_and_random_input),
     };

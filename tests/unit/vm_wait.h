@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "vmm/vm.h"
 
@@ -24,5 +25,22 @@ bool vmt_counter_above(vm_t *vm, const vm_status_t *st, void *arg);        /* ar
 bool vmt_sweeps_above(vm_t *vm, const vm_status_t *st, void *arg);         /* arg: uint64_t */
 bool vmt_written_above(vm_t *vm, const vm_status_t *st, void *arg);        /* arg: uint64_t */
 bool vmt_errors_above_zero(vm_t *vm, const vm_status_t *st, void *arg);
+
+/* The console as a condition: text accumulates everything read so far. */
+typedef struct {
+    uint64_t cursor;
+    char text[16384];
+    size_t len;
+    const char *needle;
+} vmt_console_t;
+bool vmt_console_has(vm_t *vm, const vm_status_t *st, void *arg);  /* arg: vmt_console_t */
+/* Reads what is new on the console; returns how often needle occurs in all of it. */
+unsigned vmt_console_count(vm_t *vm, vmt_console_t *c, const char *needle);
+
+/* The pids of this process's children (process-backend guests), at most cap. */
+int vmt_list_children(pid_t *out, int cap);
+
+/* Copies every data extent of src's guest memory into dst's (holes stay holes). */
+void vmt_copy_memory(vm_t *src, vm_t *dst);
 
 #endif
