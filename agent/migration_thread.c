@@ -188,6 +188,28 @@ static int commit_via_loop(void *ctx, char *why, size_t whylen)
 
 /* --- the source ---------------------------------------------------------------------- */
 
+uint32_t migration_notice_seq(const uint8_t id[STREAM_MIGRATION_ID_BYTES])
+{
+    uint32_t seq = ((uint32_t)id[0] << 16 | (uint32_t)id[1] << 8 | id[2]) & VM_NOTICE_SEQ_MAX;
+    return seq ? seq : 1;
+}
+
+/* As vSphere 8 does: the guest hears of the migration first and may get
+ * ready; it goes ahead either way once the guest acknowledged or the
+ * timeout passed. */
+static void notify_guest(job_t *job)
+{
+    bool acked = false;
+    int rc = vm_notify_wait(job->machine, VM_NOTICE_MIGRATING, migration_notice_seq(job->id),
+                            MIGRATION_NOTICE_TIMEOUT_MS, &acked);
+    if (rc == 0 && !acked)
+        log_info("migrations", "%s: the guest did not acknowledge the migration notice within %d ms; going ahead",
+                 job->vm, MIGRATION_NOTICE_TIMEOUT_MS);
+    pthread_mutex_lock(&job->owner->lock);
+    job->guest_acked = rc == 0 && acked;
+    pthread_mutex_unlock(&job->owner->lock);
+}
+
 void *migration_thread_send(void *arg)
 {
     job_t *job = arg;
@@ -196,6 +218,8 @@ void *migration_thread_send(void *arg)
     memset(&result, 0, sizeof(result));
     char err[400] = "", endpoint[160];
 
+    if (job->live)
+        notify_guest(job);
     if (prepare(job, endpoint, sizeof(endpoint), err, sizeof(err)) != 0) {
         finish(job, MIGRATION_ERR_REFUSED, NULL, err);
         return NULL;

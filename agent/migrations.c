@@ -308,6 +308,8 @@ static void job_collect(migrations_t *self, job_t *job)
                 vm_destroy(&vm);
             }
         }
+        if (job->live && rc == 0 && vm)
+            vm_notify(vm, VM_NOTICE_MIGRATED, migration_notice_seq(job->id));   /* "you have moved" */
         if (job->live)
             vms_incoming_arrived(self->vms, job->vm, rc == 0 ? vm : NULL);
         else
@@ -393,6 +395,8 @@ static void pack_job(const job_t *job, msgpack_packer *pk)
     wire_map_str(&m, "address", job->network.address);
     wire_map_bool(&m, "network_fallback", job->network.fallback);
     wire_map_str(&m, "warning", job->warning);
+    if (job->outgoing && job->live)
+        wire_map_bool(&m, "guest_notified", job->guest_acked);
     wire_map_u64(&m, "downtime_limit_ms", job->downtime_ms);
     wire_map_u64(&m, "streams", job->streams);
     if (job->has_progress) {

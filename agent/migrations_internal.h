@@ -13,6 +13,8 @@
 #include <pthread.h>
 
 #define MIGRATIONS_JOBS_MAX 64          /* jobs remembered: running, queued and finished */
+#define MIGRATION_NOTICE_TIMEOUT_MS 1000  /* how long the guest may take to acknowledge
+                                             "about to migrate" (vSphere's is configurable) */
 #define MIGRATION_ID_HEX (STREAM_MIGRATION_ID_BYTES * 2 + 1)
 
 typedef enum { JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED } job_state_t;
@@ -57,6 +59,7 @@ typedef struct job {
     bool has_progress;
     migration_network_t network;      /* the destination's choice */
     bool cancel;
+    bool guest_acked;                 /* the guest acknowledged the migration notice */
     bool thread_done;
     int rc;
     migration_result_t result;
@@ -89,6 +92,10 @@ struct migrations {
 /* migration_thread.c: the bodies of the jobs' threads. */
 void *migration_thread_send(void *job);
 void *migration_thread_receive(void *job);
+
+/* The sequence number of a migration's guest notices (vm_notify): both
+ * hosts derive it from the id, 1..VM_NOTICE_SEQ_MAX. */
+uint32_t migration_notice_seq(const uint8_t id[STREAM_MIGRATION_ID_BYTES]);
 
 /* migrations.c, for the threads: wakes the loop. */
 void migrations_wake(migrations_t *self);

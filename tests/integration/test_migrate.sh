@@ -3,7 +3,8 @@
 # third agent keeps the quorum when the destination dies.
 #
 #   - an idle, a web and a db VM each move h1 -> h2 with --verify: the
-#     memory hashes match at switchover, the guest's self-check still
+#     guest acknowledges the migration notice first and hears that it
+#     finished after; the memory hashes match at switchover, the guest's self-check still
 #     passes on h2 and its heartbeats go on there, h1 runs it no more, and
 #     the cluster state names h2 its owner with a new generation;
 #   - with no vmotion network configured, the move falls back to
@@ -84,10 +85,13 @@ for vm in idle1 web1 db1; do
         || fail "$vm: expected the management fallback on loopback: $(cat "$WORK/migrate-$vm.json")"
     [ "$(m 'd["interface"]')" = lo ] || fail "$vm: interface $(m 'd["interface"]'), expected lo"
     [ -n "$(m 'd["cipher"]')" ] || fail "$vm: no cipher named"
+    [ "$(m 'd["guest_notified"]')" = True ] || fail "$vm: the guest did not acknowledge the migration notice"
     echo "   $vm: downtime $(m 'd["downtime_ms"]') ms, total $(m 'd["total_ms"]') ms, $(m 'd["passes"]') passes, $(m 'd["cipher"]')"
     wait_for 30 running_on 2 $vm || fail "$vm does not run on h2 after the move: $(cat "$WORK/show-2-$vm.json")"
     before=$(heartbeats 2 $vm)
     wait_for 30 heartbeats_above 2 $vm "$before" || fail "$vm stopped heartbeating on h2"
+    console_finished() { ctl 2 vm console $vm --bytes 1M >"$WORK/console-$vm.txt" && grep -q "ferry-guest: migration [0-9]* finished" "$WORK/console-$vm.txt"; }
+    wait_for 10 console_finished || fail "$vm's guest never printed that its migration finished"
     show 1 $vm
     [ "$(sfield 1 $vm 'd["running_here"]')" = False ] || fail "$vm still runs on h1"
     wait_for 10 owner_is 1 $vm h2 || fail "h1's state does not name h2 owner of $vm"
