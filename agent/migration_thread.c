@@ -220,6 +220,17 @@ void *migration_thread_send(void *arg)
 
     if (job->live)
         notify_guest(job);
+    if (!job->live && !job->image_dir[0]) {
+        /* Nothing on disk to copy: the move is the commit alone. */
+        char why[240] = "";
+        int64_t start = mono_ms();
+        result.kind = MIGRATION_KIND_COLD;
+        result.committed = commit_via_loop(job, why, sizeof(why)) == 0;
+        result.total_ms = result.commit_ms = (double)(mono_ms() - start);
+        snprintf(result.cipher, sizeof(result.cipher), "none");
+        finish(job, result.committed ? 0 : MIGRATION_ERR_COMMIT, &result, why);
+        return NULL;
+    }
     if (prepare(job, endpoint, sizeof(endpoint), err, sizeof(err)) != 0) {
         finish(job, MIGRATION_ERR_REFUSED, NULL, err);
         return NULL;

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/wire.h"
 #include "common/wire_map.h"
+#include "migration/image.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -144,9 +145,11 @@ static int job_start_thread(migrations_t *self, job_t *job)
         job_fail_now(self, job, "the agent is stopping");
         return -1;
     }
-    if (job->outgoing && job->live) {
+    if (job->outgoing) {
         char err[200];
-        if (vms_migration_lend(self->vms, job->vm, &job->machine, err, sizeof(err)) != 0) {
+        int rc = job->live ? vms_migration_lend(self->vms, job->vm, &job->machine, err, sizeof(err))
+                           : vms_migration_hold(self->vms, job->vm, err, sizeof(err));
+        if (rc != 0) {
             job_fail_now(self, job, "%s", err);
             return -1;
         }
@@ -154,7 +157,7 @@ static int job_start_thread(migrations_t *self, job_t *job)
     job->state = JOB_RUNNING;
     job->started_mono_ms = mono_ms();
     if (pthread_create(&job->thread, NULL, body, job) != 0) {
-        if (job->outgoing && job->live) {
+        if (job->outgoing) {
             vms_migration_return(self->vms, job->vm, job->machine);
             job->machine = NULL;
         }
@@ -291,10 +294,11 @@ static void job_collect(migrations_t *self, job_t *job)
     job->ended_mono_ms = mono_ms();
     int rc = job->rc;
     if (job->outgoing) {
-        if (job->live) {
-            vms_migration_return(self->vms, job->vm, job->machine);   /* NULL: released */
-            job->machine = NULL;
-        }
+        vms_migration_return(self->vms, job->vm, job->machine);   /* NULL: released (or cold) */
+        job->machine = NULL;
+        /* The image lives on at the destination now. */
+        if (!job->live && job->image_dir[0] && job->result.committed)
+            image_remove(job->image_dir);
     } else {
         vm_t *vm = job->live ? migration_receiver_take_vm(job->receiver) : NULL;
         if (rc == MIGRATION_ERR_IN_DOUBT && vm) {
@@ -312,8 +316,6 @@ static void job_collect(migrations_t *self, job_t *job)
             vm_notify(vm, VM_NOTICE_MIGRATED, migration_notice_seq(job->id));   /* "you have moved" */
         if (job->live)
             vms_incoming_arrived(self->vms, job->vm, rc == 0 ? vm : NULL);
-        else
-            vms_incoming_arrived(self->vms, job->vm, NULL);
         if (rc != 0 && vm)
             vm_destroy(&vm);
         migration_receiver_destroy(&job->receiver);
@@ -484,6 +486,22 @@ static int job_prepare_outgoing(migrations_t *self, job_t *job, const fsm_vm_t *
     return 0;
 }
 
+/* Cold: the VM's image, if it was suspended; without one only the
+ * ownership moves (a powered-off VM that never ran has nothing to copy). */
+static int cold_image(migrations_t *self, job_t *job)
+{
+    char dir[PATH_MAX], err[256];
+    image_manifest_t manifest;
+    if (vms_image_dir(self->vms, job->vm, dir, sizeof(dir)) != 0)
+        return -1;
+    if (image_read_manifest(dir, &manifest, err, sizeof(err)) == 0)
+        snprintf(job->image_dir, sizeof(job->image_dir), "%s", dir);
+    else if (job->warning[0] == '\0')
+        snprintf(job->warning, sizeof(job->warning), "VM %s has no suspended image: only its ownership moves",
+                 job->vm);
+    return 0;
+}
+
 static int handle_migrate(void *ctx, control_call_t *call)
 {
     migrations_t *self = ctx;
@@ -493,9 +511,6 @@ static int handle_migrate(void *ctx, control_call_t *call)
     const fsm_t *fsm = cluster_state(self->cluster);
     const fsm_vm_t *v = fsm_vm_find(fsm, a.vm);
     bool live = !v || v->power == FSM_POWER_ON;
-    if (v && !live)
-        return control_fail(call, CONTROL_CONFLICT, "VM %s is powered off: cold migration is not implemented yet "
-                            "(start it and migrate it live, or move it with vm create --host)", a.vm);
     migration_plan_input_t in = {
         .fsm = fsm, .vm = a.vm, .source = self->name, .destination = a.to, .live = live,
         .now_ms = (uint64_t)zclock_time(),
@@ -505,7 +520,7 @@ static int handle_migrate(void *ctx, control_call_t *call)
         return control_fail(call, v ? CONTROL_CONFLICT : CONTROL_NOT_FOUND, "cannot migrate: %s", why);
     if (job_find_vm(self, a.vm) || vms_migrating(self->vms, a.vm))
         return control_fail(call, CONTROL_CONFLICT, "VM %s is being migrated already", a.vm);
-    if (!vms_migrating(self->vms, a.vm) && !vms_local_running(self->vms, a.vm))
+    if (live && !vms_local_running(self->vms, a.vm))
         return control_fail(call, CONTROL_CONFLICT, "VM %s does not run on %s yet (it is starting, or failed to "
                             "start: see vm show)", a.vm, self->name);
     swim_record_t dest;
@@ -520,6 +535,10 @@ static int handle_migrate(void *ctx, control_call_t *call)
     if (!job)
         return control_fail(call, CONTROL_UNAVAILABLE, "%s", why);
     snprintf(job->warning, sizeof(job->warning), "%s", warning);
+    if (!live && cold_image(self, job) != 0) {
+        job_remove(self, job);
+        return control_fail(call, CONTROL_INTERNAL, "the image path of %s is too long", a.vm);
+    }
     if (job_prepare_outgoing(self, job, v, &a, &dest, call) != 0) {
         job_remove(self, job);
         return -1;
@@ -653,8 +672,8 @@ static int handle_prepare(void *ctx, control_call_t *call)
         return control_fail(call, CONTROL_BAD_REQUEST, "migration.prepare needs id (32 hex digits), vm, kind, "
                             "source, memory_bytes and vcpus");
     bool live = strcmp(kind, "live") == 0;
-    if (!live)
-        return control_fail(call, CONTROL_BAD_REQUEST, "migration kind '%s' is not supported here", kind);
+    if (!live && strcmp(kind, "cold") != 0)
+        return control_fail(call, CONTROL_BAD_REQUEST, "migration kind '%s' is neither live nor cold", kind);
     if (job_find(self, id_hex))
         return control_fail(call, CONTROL_CONFLICT, "migration %s is known here already", id_hex);
     const fsm_vm_t *v = fsm_vm_find(cluster_state(self->cluster), vm);
@@ -663,7 +682,7 @@ static int handle_prepare(void *ctx, control_call_t *call)
     if (v->memory_bytes != memory_bytes || v->vcpus != vcpus)
         return control_fail(call, CONTROL_CONFLICT, "VM %s's size differs from the cluster state here", vm);
     uint64_t available = inventory_memory_available_bytes(self->inventory);
-    if (available && memory_bytes > available)
+    if (live && available && memory_bytes > available)
         return control_fail(call, CONTROL_CONFLICT, "%s has %llu MiB of memory available, VM %s needs %llu MiB",
                             self->name, (unsigned long long)(available >> 20), vm,
                             (unsigned long long)(memory_bytes >> 20));
@@ -698,10 +717,20 @@ static int handle_prepare(void *ctx, control_call_t *call)
     memcpy(rcfg.migration_id, id, sizeof(rcfg.migration_id));
     rcfg.backend = vms_backend(self->vms);
     rcfg.console_log_path = vms_console_path(self->vms, vm, console, sizeof(console)) == 0 ? console : NULL;
+    if (!live) {
+        /* The image lands where a start resumes from; a partial copy there
+         * (and its journal) lets an interrupted copy resume. */
+        if (vms_image_dir(self->vms, vm, job->image_dir, sizeof(job->image_dir)) != 0) {
+            job_fail_now(self, job, "the image path is too long");
+            release_slot(self, job);
+            return control_fail(call, CONTROL_INTERNAL, "%s", job->error);
+        }
+        rcfg.image_dir = job->image_dir;
+    }
     if (crypto_identity_raw(&self->identity, rcfg.identity.public_key, rcfg.identity.secret_key) != 0
         || migration_network_pick(self->inventory, self->config->agent.bind, live, &job->network, err,
                                   sizeof(err)) != 0
-        || vms_incoming_expect(self->vms, vm, err, sizeof(err)) != 0) {
+        || (live && vms_incoming_expect(self->vms, vm, err, sizeof(err)) != 0)) {
         job_fail_now(self, job, "%s", err);
         release_slot(self, job);
         return control_fail(call, CONTROL_CONFLICT, "%s", err);
@@ -710,7 +739,8 @@ static int handle_prepare(void *ctx, control_call_t *call)
     if (!job->receiver || job_start_thread(self, job) != 0) {
         if (!job_finished(job))
             job_fail_now(self, job, "%s", err);
-        vms_incoming_arrived(self->vms, vm, NULL);
+        if (live)
+            vms_incoming_arrived(self->vms, vm, NULL);
         release_slot(self, job);
         return control_fail(call, CONTROL_UNAVAILABLE, "cannot receive: %s", job->error);
     }

@@ -5,6 +5,7 @@
 #include "agent/vm_policy.h"
 #include "agent/vm_spec.h"
 #include "common/fsutil.h"
+#include "migration/image.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -69,6 +70,12 @@ static vms_record_t *record_add(vms_t *self, const fsm_vm_t *v)
     r->created_index = v->created_index;
     self->records[self->record_count++] = r;
     return r;
+}
+
+int vms_image_dir(const vms_t *self, const char *vm, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s/images/%s", self->state_dir, vm);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
 int vms_path(const vms_t *self, const char *vm, const char *file, char *out, size_t cap)
@@ -165,6 +172,33 @@ static void measure(vms_record_t *r, const vm_status_t *st, int64_t now)
 
 /* --- local start, stop and reset -------------------------------------------------- */
 
+/* A VM suspended here, or cold-migrated here, has an image: power it on from
+ * there. An image that does not match the VM or does not load is set aside
+ * (renamed) and the VM boots afresh: better a clean boot than none. */
+static bool resume_from_image(vms_t *self, const fsm_vm_t *v, const vm_config_t *cfg, char *dir, size_t cap,
+                              vm_t **vm_out)
+{
+    image_manifest_t m;
+    char err[256];
+    if (vms_image_dir(self, v->name, dir, cap) != 0 || image_read_manifest(dir, &m, err, sizeof(err)) != 0)
+        return false;
+    if (m.memory_bytes == v->memory_bytes && m.vcpus == v->vcpus)
+        *vm_out = image_load(dir, cfg->kernel_path, cfg->console_log_path, err, sizeof(err));
+    else
+        snprintf(err, sizeof(err), "it holds %llu MiB and %u vCPUs, the VM has %llu MiB and %u",
+                 (unsigned long long)(m.memory_bytes >> 20), m.vcpus, (unsigned long long)(v->memory_bytes >> 20),
+                 v->vcpus);
+    if (*vm_out)
+        return true;
+    char aside[PATH_MAX + 16];
+    snprintf(aside, sizeof(aside), "%s.unusable", dir);
+    fs_remove_tree(aside);
+    rename(dir, aside);
+    vms_event(self, LOG_LEVEL_WARN, v->name, "image-unusable", "booting afresh; the image is kept at %s: %s", aside,
+              err);
+    return false;
+}
+
 static void start_local(vms_t *self, vms_record_t *r, const fsm_vm_t *v)
 {
     int64_t now = zclock_mono();
@@ -194,7 +228,10 @@ static void start_local(vms_t *self, vms_record_t *r, const fsm_vm_t *v)
         .console_log_path = log_path,
         .backend = self->backend,
     };
-    r->vm = vm_new(&cfg, err, sizeof(err));
+    char image_dir[PATH_MAX];
+    bool resumed = resume_from_image(self, v, &cfg, image_dir, sizeof(image_dir), &r->vm);
+    if (!r->vm)
+        r->vm = vm_new(&cfg, err, sizeof(err));
     if (!r->vm)
         goto failed;
     measurement_start(self, r);
@@ -207,6 +244,12 @@ static void start_local(vms_t *self, vms_record_t *r, const fsm_vm_t *v)
     r->start_error[0] = '\0';
     r->retry_at_ms = 0;
     char mem[32];
+    if (resumed) {
+        image_remove(image_dir);   /* it lives on in the running VM; never resume it twice */
+        vms_event(self, LOG_LEVEL_INFO, v->name, "resumed", "powered on here from its suspended image (%s, %s)",
+                  self->backend, vm_spec_bytes(v->memory_bytes, mem, sizeof(mem)));
+        return;
+    }
     vms_event(self, LOG_LEVEL_INFO, v->name, "started", "powered on here (%s, %s, %u vCPUs, %s)", self->backend,
               vm_spec_bytes(v->memory_bytes, mem, sizeof(mem)), v->vcpus, v->profile);
     return;
@@ -318,7 +361,12 @@ void vms_reconcile(vms_t *self)
                 start_local(self, r, v);
             break;
         case VM_RUN_STOP:
-            stop_local(self, r, LOG_LEVEL_INFO, "stopped", why);
+            if (r->suspend_on_stop) {
+                measurement_stop(r);
+                vms_suspend_begin(self, r, v);
+            } else {
+                stop_local(self, r, LOG_LEVEL_INFO, "stopped", why);
+            }
             break;
         case VM_RUN_FENCE:
             stop_local(self, r, LOG_LEVEL_WARN, "self-fenced", why);
@@ -341,6 +389,9 @@ void vms_reconcile(vms_t *self)
             if (r->vm)
                 stop_local(self, r, LOG_LEVEL_INFO, "stopped", "the VM was deleted");
             vms_event(self, LOG_LEVEL_INFO, r->name, "deleted", "removed from the cluster");
+            char image_dir[PATH_MAX];
+            if (vms_image_dir(self, r->name, image_dir, sizeof(image_dir)) == 0)
+                fs_remove_tree(image_dir);
             record_drop(self, i);
         } else if (!r->vm && !r->incoming && strcmp(v->owner, self->name) != 0) {
             record_drop(self, i);
@@ -420,6 +471,7 @@ vms_t *vms_new(const vms_config_t *cfg, cluster_t *cluster, control_t *control, 
     self->control = control;
     self->loop = loop;
     self->reconcile_timer = -1;
+    self->suspend_timer = -1;
     if (snprintf(self->state_dir, sizeof(self->state_dir), "%s", cfg->state_dir) >= (int)sizeof(self->state_dir)) {
         snprintf(err, errlen, "state dir path too long");
         free(self);
@@ -435,6 +487,7 @@ void vms_destroy(vms_t **self_p)
     vms_t *self = *self_p;
     if (!self)
         return;
+    vms_suspend_join_all(self);
     zloop_timer_end(self->loop, self->tick_timer);
     if (self->reconcile_timer >= 0)
         zloop_timer_end(self->loop, self->reconcile_timer);
@@ -508,6 +561,27 @@ int vms_migration_lend(vms_t *self, const char *name, vm_t **vm_out, char *err, 
     return 0;
 }
 
+int vms_migration_hold(vms_t *self, const char *name, char *err, size_t errlen)
+{
+    const fsm_vm_t *v = fsm_vm_find(cluster_state(self->cluster), name);
+    vms_record_t *r = vms_record_find(self, name);
+    if (!v) {
+        snprintf(err, errlen, "no VM named '%s'", name);
+        return -ENOENT;
+    }
+    if (r && (r->vm || r->migrating)) {
+        snprintf(err, errlen, "VM %s %s on %s", name, r->vm ? "still runs" : "is being suspended or migrated",
+                 self->name);
+        return -EBUSY;
+    }
+    if (!r && !(r = record_add(self, v))) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    r->migrating = true;
+    return 0;
+}
+
 void vms_migration_return(vms_t *self, const char *name, vm_t *vm)
 {
     vms_record_t *r = vms_record_find(self, name);
@@ -522,7 +596,9 @@ void vms_migration_return(vms_t *self, const char *name, vm_t *vm)
         vms_event(self, LOG_LEVEL_WARN, name, "migration-failed", "still runs on %s", self->name);
     } else {
         r->incoming = false;
-        vms_event(self, LOG_LEVEL_INFO, name, "migrated", "released on %s: it runs elsewhere now", self->name);
+        const fsm_vm_t *v = fsm_vm_find(cluster_state(self->cluster), name);
+        if (v && strcmp(v->owner, self->name) != 0)
+            vms_event(self, LOG_LEVEL_INFO, name, "migrated", "it belongs to %s now", v->owner);
     }
     vms_on_apply(self);   /* reconcile soon: forget a VM that left */
 }

@@ -84,6 +84,9 @@ const char *vms_pick_backend(config_backend_t choice, char *why, size_t whylen);
  * migration failed, nothing arrived). An arrived VM stays local while the
  * FSM catches up to name this host its owner. */
 int vms_migration_lend(vms_t *self, const char *name, vm_t **vm_out, char *err, size_t errlen);
+/* Cold: holds a powered-off VM's name (nothing starts it) while its image
+ * moves; vms_migration_return(NULL) lets go. */
+int vms_migration_hold(vms_t *self, const char *name, char *err, size_t errlen);
 void vms_migration_return(vms_t *self, const char *name, vm_t *vm);
 int vms_incoming_expect(vms_t *self, const char *name, char *err, size_t errlen);
 void vms_incoming_arrived(vms_t *self, const char *name, vm_t *vm);
@@ -91,6 +94,9 @@ void vms_incoming_arrived(vms_t *self, const char *name, vm_t *vm);
 bool vms_local_running(vms_t *self, const char *name);
 /* True while a migration holds the name (either way). */
 bool vms_migrating(vms_t *self, const char *name);
+/* <state_dir>/images/NAME: a suspended VM's image (vm stop --suspend), or
+ * one a cold migration brings; a start resumes from it. -1 if too long. */
+int vms_image_dir(const vms_t *self, const char *vm, char *out, size_t cap);
 /* <state_dir>/vms/NAME/console.log, created if need be; -1 if it does not fit. */
 int vms_console_path(vms_t *self, const char *name, char *out, size_t cap);
 

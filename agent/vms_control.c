@@ -465,6 +465,13 @@ void vms_control_after_reconcile(vms_t *self)
             msgpack_sbuffer_destroy(&cmd);
             continue;
         }
+        vms_record_t *r = vms_record_find(self, w->name);
+        if (r && r->suspending) {
+            /* Answer once the image is saved: a reconcile follows. */
+            w->next = self->applied;
+            self->applied = w;
+            continue;
+        }
         answer_applied(self, w);
         free(w);
     }
@@ -627,12 +634,24 @@ static int handle_start(void *ctx, control_call_t *call)
     return propose_power(self, call, name, FSM_POWER_ON);
 }
 
+/* vm.stop {name, suspend?}: with suspend, the owner saves the VM's memory
+ * and state to its image first (vms_suspend.c); a later start resumes it,
+ * here or wherever a cold migration took the image. */
 static int handle_stop(void *ctx, control_call_t *call)
 {
     vms_t *self = ctx;
     char name[FSM_NAME_MAX];
-    if (!need_vm(self, call, name))
+    bool suspend;
+    const fsm_vm_t *v = need_vm(self, call, name);
+    if (!v || opt_bool(call, "suspend", &suspend) != 0)
         return -1;
+    if (suspend) {
+        vms_record_t *r = vms_record_find(self, name);
+        if (!r || !r->vm)
+            return control_fail(call, CONTROL_CONFLICT, "VM %s does not run on %s: suspend it on its owner (%s)",
+                                name, self->name, v->owner[0] ? v->owner : "none");
+        r->suspend_on_stop = true;
+    }
     return propose_power(self, call, name, FSM_POWER_OFF);
 }
 

@@ -20,6 +20,8 @@ typedef struct {
     bool migrating;                   /* a migration thread holds it (vms_migration_lend,
                                          vms_incoming_expect): hands off */
     bool migrating_out;               /* ... as the source: the VM still runs here */
+    bool suspend_on_stop;             /* vm stop --suspend: save an image when stopping */
+    bool suspending;                  /* a worker saves the image now (migrating is set too) */
     bool incoming;                    /* arrived by migration; local until the FSM names
                                          this host its owner */
     char start_error[256];            /* why the last start failed; "" if it did not */
@@ -91,6 +93,8 @@ struct vms {
     uint64_t event_seq;               /* events ever recorded; the ring holds the last ones */
 
     vms_waiter_t *applied;            /* applied, waiting for the next reconcile */
+    struct vms_suspend *suspends;     /* workers saving images (vms_suspend.c) */
+    int suspend_timer;                /* polls them while any runs; -1 otherwise */
 };
 
 /* vms.c */
@@ -102,6 +106,12 @@ void vms_event(vms_t *self, log_level_t level, const char *vm, const char *kind,
 int vms_path(const vms_t *self, const char *vm, const char *file, char *out, size_t cap);
 /* Power-cycles a local VM and counts its heartbeats on. */
 int vms_reset_local(vms_t *self, vms_record_t *r, char *err, size_t errlen);
+
+/* vms_suspend.c: saving a stopping VM's image on a worker thread, so the
+ * loop (and Raft's heartbeats) never waits for the disk. */
+void vms_suspend_begin(vms_t *self, vms_record_t *r, const fsm_vm_t *v);
+/* Waits for every worker (agent stopping). */
+void vms_suspend_join_all(vms_t *self);
 
 /* vms_control.c */
 void vms_control_register(vms_t *self);

@@ -192,11 +192,16 @@ static void print_summary(const msgpack_object *job, FILE *out)
     text(job, "address", address, sizeof(address));
     text(job, "cipher", cipher, sizeof(cipher));
     text(job, "warning", warning, sizeof(warning));
+    char kind[8];
+    bool live = strcmp(text(job, "kind", kind, sizeof(kind)), "live") == 0;
     double total_ms = num(job, "total_ms");
     double bytes = num(job, "bytes_sent");
-    fprintf(out, "migrated %s from %s to %s in %.2f s\n", vm, from, to, total_ms / 1000);
-    fprintf(out, "  downtime     %.1f ms (stop-and-copy %.1f ms, commit %.1f ms; limit %.0f ms)\n",
-            num(job, "downtime_ms"), num(job, "stop_copy_ms"), num(job, "commit_ms"), num(job, "downtime_limit_ms"));
+    fprintf(out, "migrated %s from %s to %s in %.2f s (%s)\n", vm, from, to, total_ms / 1000,
+            live ? "live" : "cold: powered off");
+    if (live)
+        fprintf(out, "  downtime     %.1f ms (stop-and-copy %.1f ms, commit %.1f ms; limit %.0f ms)\n",
+                num(job, "downtime_ms"), num(job, "stop_copy_ms"), num(job, "commit_ms"),
+                num(job, "downtime_limit_ms"));
     char r[24];
     fprintf(out, "  sent         %s in %.0f passes, %s average; %.0f zero pages elided\n",
             table_bytes((uint64_t)bytes, size, sizeof(size)), num(job, "passes"),
@@ -207,10 +212,12 @@ static void print_summary(const msgpack_object *job, FILE *out)
     if (verified && verified->type == MSGPACK_OBJECT_BOOLEAN && verified->via.boolean)
         fprintf(out, "  memory hash  verified at switchover\n");
     const msgpack_object *fallback = wire_map_find(job, "network_fallback");
-    fprintf(out, "  network      %s (%s, %s), %s%s\n", network, iface, address, cipher,
-            fallback && fallback->type == MSGPACK_OBJECT_BOOLEAN && fallback->via.boolean
-                ? "; no vmotion network is configured: fell back to management"
-                : "");
+    if (network[0])
+        fprintf(out, "  network      %s (%s, %s), %s%s\n", network, iface, address, cipher,
+                fallback && fallback->type == MSGPACK_OBJECT_BOOLEAN && fallback->via.boolean
+                    ? live ? "; no vmotion network is configured: fell back to management"
+                           : "; no provisioning network is configured: fell back to management"
+                    : "");
     if (warning[0])
         fprintf(out, "  warning      %s\n", warning);
 }
@@ -332,7 +339,7 @@ static void render_job(const msgpack_object *r, FILE *out)
 
 const cli_command_t cli_migrate_commands[] = {
     { "vm migrate", "vm.migrate", "NAME --to HOST [--downtime-ms N] [--streams K] [--verify]",
-      "live-migrate a running VM to HOST (run it on the VM's owner); progress, then a summary", parse_migrate,
+      "move a VM to HOST, live if it runs, cold (its suspended image) if it is off; run it on the VM's owner", parse_migrate,
       NULL, run_migrate },
     { "vm migrations", "vm.migration", "", "the migrations this agent ran or runs", NULL, render_list, NULL },
     { "vm migration cancel", "vm.migration.cancel", "ID", "stop a migration before its commit", parse_id,

@@ -183,6 +183,32 @@ static int parse_name(int argc, char **argv, msgpack_packer *args, char *err, si
     return parse_name_only(argc, argv, args, err, errlen, false);
 }
 
+/* stop: NAME [--suspend] */
+static int parse_stop(int argc, char **argv, msgpack_packer *args, char *err, size_t errlen)
+{
+    const char *name = NULL;
+    bool suspend = false;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--suspend") == 0) {
+            suspend = true;
+        } else if (argv[i][0] == '-') {
+            snprintf(err, errlen, "unknown option '%s'", argv[i]);
+            return -1;
+        } else if (take_name(argc, argv, i, &name, err, errlen) != 0) {
+            return -1;
+        }
+    }
+    if (!name) {
+        snprintf(err, errlen, "needs a NAME");
+        return -1;
+    }
+    msgpack_pack_map(args, 1 + suspend);
+    wire_pack_kv_str(args, "name", name);
+    if (suspend)
+        wire_pack_kv_bool(args, "suspend", true);
+    return 0;
+}
+
 static int parse_events(int argc, char **argv, msgpack_packer *args, char *err, size_t errlen)
 {
     return parse_name_only(argc, argv, args, err, errlen, true);
@@ -464,7 +490,9 @@ const cli_command_t cli_vm_commands[] = {
     { "vm show", "vm.show", "NAME [--linearizable]", "one VM: spec, runtime measurements, events", parse_show,
       render_show, NULL },
     { "vm start", "vm.start", "NAME", "set desired power on (its owner starts it)", parse_name, render_message, NULL },
-    { "vm stop", "vm.stop", "NAME", "set desired power off (its owner stops it)", parse_name, render_message, NULL },
+    { "vm stop", "vm.stop", "NAME [--suspend]",
+      "set desired power off (its owner stops it; --suspend saves memory and state for a later start)", parse_stop,
+      render_message, NULL },
     { "vm reset", "vm.reset", "NAME", "power-cycle the VM (on the agent that runs it)", parse_name, render_message, NULL },
     { "vm delete", "vm.delete", "NAME", "delete a powered-off VM", parse_name, render_message, NULL },
     { "vm console", "vm.console", "NAME [--bytes N] [--follow]", "the VM's serial console output on this host",
