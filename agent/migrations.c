@@ -17,7 +17,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define STREAMS_MAX 8
+#define STREAMS_MAX STREAM_MAX_STREAMS
 #define DOWNTIME_MS_MAX 60000
 
 static int64_t mono_ms(void) { return zclock_mono(); }

@@ -140,7 +140,7 @@ static const schema_key_t schema[] = {
                 "Target stun time of a live migration, in milliseconds.", 1, 60000, NULL },
       FIELD(migration.downtime_ms) },
     { .info = { "migration", "streams", CONFIG_UINT, "1",
-                "Parallel TCP streams per live migration.", 1, 16, NULL },
+                "Parallel TCP streams per live migration.", 1, 8, NULL },
       FIELD(migration.streams) },
     { .info = { "migration", "bandwidth", CONFIG_SIZE, "0",
                 "Bandwidth cap per migration in bytes per second, e.g. 500M; 0 = none.",
