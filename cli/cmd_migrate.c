@@ -318,8 +318,12 @@ static void render_list(const msgpack_object *r, FILE *out)
         text(j, "id", id, sizeof(id));
         id[12] = '\0';   /* enough to tell them apart; --json has it whole */
         bool ok;
+        char role[16];
+        text(j, "role", role, sizeof(role));
         if (finished(j, &ok) && ok) {
-            snprintf(downtime, sizeof(downtime), "%.1f ms", num(j, "downtime_ms"));
+            /* Downtime is the source's figure, and only a live move has one. */
+            if (strcmp(role, "source") == 0 && strcmp(text(j, "kind", kind, sizeof(kind)), "live") == 0)
+                snprintf(downtime, sizeof(downtime), "%.1f ms", num(j, "downtime_ms"));
             snprintf(total, sizeof(total), "%.2f s", num(j, "total_ms") / 1000);
         }
         table_add(t, id, text(j, "vm", vm, sizeof(vm)), text(j, "kind", kind, sizeof(kind)),

@@ -123,4 +123,22 @@ done
 echo "new leader: $now, seen $(( ($(date +%s%N) - start) / 1000000 )) ms after the kill (polling through ferryctl)"
 run "$FERRYCTL" --cred "$work/h$survivor/state/admin.cred" cluster status
 
+say "7. live migration between the two survivors, then suspend and a cold migration back"
+other=$(( survivor % 3 + 1 )); [ "host$other" = "$leader" ] && other=$(( other % 3 + 1 ))
+if h "$survivor" vm create mig1 --memory 128M --profile web:hot=16M,rate=16M --host "host$survivor" --start; then
+    for _ in $(seq 1 100); do
+        h "$survivor" --json vm show mig1 2>/dev/null | grep -q '"heartbeats": [1-9]' && break
+        sleep 0.1
+    done
+    run "$FERRYCTL" --cred "$work/h$survivor/state/admin.cred" vm migrate mig1 --to "host$other" --verify
+    run "$FERRYCTL" --cred "$work/h$other/state/admin.cred" vm list
+    run "$FERRYCTL" --cred "$work/h$other/state/admin.cred" vm stop mig1 --suspend
+    run "$FERRYCTL" --cred "$work/h$other/state/admin.cred" vm migrate mig1 --to "host$survivor"
+    run "$FERRYCTL" --cred "$work/h$survivor/state/admin.cred" vm start mig1
+    run "$FERRYCTL" --cred "$work/h$survivor/state/admin.cred" vm events mig1
+    run "$FERRYCTL" --cred "$work/h$survivor/state/admin.cred" vm migrations
+else
+    echo "(skipped: the VM could not be created here)"
+fi
+
 say "done: the agents stop on SIGTERM; the dev agent powers its VMs off and removes its state dir"
