@@ -12,8 +12,8 @@
 #   - refusals: a VM another host owns, an unknown host, a host the VM is
 #     already on: exit 1, one line naming the problem;
 #   - the destination is frozen mid pre-copy and then SIGKILLed: the
-#     migration fails, the VM keeps running on h1 (heartbeats go on), the
-#     owner is still h1; once h2 is back, the same VM moves.
+#     migration fails, the VM keeps running on its source h3 (heartbeats go
+#     on), the owner is still h3; once h2 is back, the same VM moves.
 #
 # Tampered chunks and a wrong key are proven on real VMs by
 # tests/unit/test_migrate_faults.c; network selection with separate
@@ -55,8 +55,8 @@ refused() {  # refused WHAT EXPECTED AGENT ARGS...: exit 1, one line naming the 
     echo "   refused ($what): $(cat "$WORK/refused.err")"
 }
 
-step "start three agents on loopback (h1 sends at most 8 MB/s: time to act mid pre-copy)"
-make_agent 1 "$(printf '[migration]\nbandwidth = 8M')"; make_agent 2; make_agent 3
+step "start three agents on loopback (h3 sends at most 8 MB/s: time to act mid pre-copy)"
+make_agent 1; make_agent 2; make_agent 3 "$(printf '[migration]\nbandwidth = 8M')"
 start_agent 1
 wait_for 30 ctl 1 cluster status || fail "h1 does not answer: $(tail -5 "$WORK/h1.log")"
 start_agent 2; start_agent 3
@@ -116,16 +116,16 @@ ctl 2 vm migrate web1 >/dev/null 2>"$WORK/usage.err"; rc=$?
 set -e
 [ $rc -eq 2 ] && grep -q -- "--to HOST" "$WORK/usage.err" || fail "missing --to: exit $rc: $(cat "$WORK/usage.err")"
 
-step "the destination frozen, then killed, mid pre-copy: the VM stays on h1"
-# h1's bandwidth cap makes the full pass of big1's written memory last seconds.
-ctl 1 vm create big1 --memory 256M --profile web:hot=64M,rate=64M --host h1 --start >/dev/null
-wait_for 60 running_on 1 big1 || fail "big1 does not run on h1"
-written_32m() { show 1 big1 && [ "$(sfield 1 big1 'd["pages_written"] >= 8192')" = True ]; }
-wait_for 60 written_32m || fail "big1 does not write 32 MiB: $(cat "$WORK/show-1-big1.json")"
-ctl 1 --json vm migrate big1 --to h2 >"$WORK/migrate-big1.json" 2>"$WORK/migrate-big1.err" &
+step "the destination frozen, then killed, mid pre-copy: the VM stays on h3"
+# h3's bandwidth cap makes the full pass of big1's written memory last seconds.
+ctl 3 vm create big1 --memory 256M --profile web:hot=64M,rate=64M --host h3 --start >/dev/null
+wait_for 60 running_on 3 big1 || fail "big1 does not run on h3"
+written_32m() { show 3 big1 && [ "$(sfield 3 big1 'd["pages_written"] >= 8192')" = True ]; }
+wait_for 60 written_32m || fail "big1 does not write 32 MiB: $(cat "$WORK/show-3-big1.json")"
+ctl 3 --json vm migrate big1 --to h2 >"$WORK/migrate-big1.json" 2>"$WORK/migrate-big1.err" &
 MIGRATE_PID=$!
 in_precopy() {
-    ctl 1 --json vm migrations >"$WORK/jobs.json" 2>/dev/null &&
+    ctl 3 --json vm migrations >"$WORK/jobs.json" 2>/dev/null &&
         [ "$(json_get "$WORK/jobs.json" '[(p.get("phase") in ("full", "iterate") and p.get("pass_pages_sent", 0) > 0) for p in [[j for j in d["migrations"] if j["vm"] == "big1"][-1].get("progress", {})]][0]')" = True ]
 }
 wait_for 30 in_precopy || fail "the migration of big1 never reached pre-copy: $(cat "$WORK/jobs.json")"
@@ -136,16 +136,16 @@ set +e
 wait $MIGRATE_PID; rc=$?
 set -e
 [ $rc -eq 1 ] || fail "vm migrate big1 exited $rc with h2 killed: $(cat "$WORK/migrate-big1.err")"
-grep -q "keeps running on h1" "$WORK/migrate-big1.err" || fail "no clear failure: $(cat "$WORK/migrate-big1.err")"
+grep -q "keeps running on h3" "$WORK/migrate-big1.err" || fail "no clear failure: $(cat "$WORK/migrate-big1.err")"
 echo "   $(cat "$WORK/migrate-big1.err")"
-wait_for 30 running_on 1 big1 || fail "big1 does not run on h1 after the failed move"
-before=$(heartbeats 1 big1)
-wait_for 30 heartbeats_above 1 big1 "$before" || fail "big1 stopped heartbeating on h1"
-owner_is 1 big1 h1 || fail "big1's owner changed to $(sfield 1 big1 'd["owner"]')"
+wait_for 30 running_on 3 big1 || fail "big1 does not run on h3 after the failed move"
+before=$(heartbeats 3 big1)
+wait_for 30 heartbeats_above 3 big1 "$before" || fail "big1 stopped heartbeating on h3"
+owner_is 3 big1 h3 || fail "big1's owner changed to $(sfield 3 big1 'd["owner"]')"
 
 step "h2 back: the same VM moves"
 start_agent 2
 wait_for 60 all_members || fail "h2 does not rejoin"
-wait_for 60 ctl 1 vm migrate big1 --to h2 >/dev/null 2>&1 || fail "big1 does not move once h2 is back"
+wait_for 60 ctl 3 vm migrate big1 --to h2 >/dev/null 2>&1 || fail "big1 does not move once h2 is back"
 wait_for 30 running_on 2 big1 || fail "big1 does not run on h2"
 echo "PASS $TEST_NAME"
