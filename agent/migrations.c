@@ -19,6 +19,7 @@
 
 #define STREAMS_MAX STREAM_MAX_STREAMS
 #define DOWNTIME_MS_MAX 60000
+#define LEASE_WATCH_MS 100
 
 static int64_t mono_ms(void) { return zclock_mono(); }
 
@@ -350,6 +351,31 @@ static int on_wake(zloop_t *loop, zmq_pollitem_t *item, void *arg)
             commit_propose(self, job);
         if (done)
             job_collect(self, job);
+    }
+    return 0;
+}
+
+/* A source whose lease lapses must fence its VMs (vms.c), but a VM lent to a
+ * migration is out of reconciliation's reach: call the migration off
+ * instead, so the VM comes back and is fenced like any other. After the
+ * commit it is too late to cancel, and nothing needs to: the VM is no
+ * longer this host's. */
+static int on_lease_watch(zloop_t *loop, int timer_id, void *arg)
+{
+    migrations_t *self = arg;
+    if (cluster_lease_valid(self->cluster))
+        return 0;
+    for (size_t i = 0; i < self->job_count; i++) {
+        job_t *job = self->jobs[i];
+        if (!job->outgoing || job->state != JOB_RUNNING)
+            continue;
+        pthread_mutex_lock(&self->lock);
+        bool first = !job->cancel;
+        job->cancel = true;
+        pthread_mutex_unlock(&self->lock);
+        if (first)
+            log_warn("migrations", "%s: this host's lease is not valid: calling the migration to %s off", job->vm,
+                     job->peer);
     }
     return 0;
 }
@@ -793,6 +819,7 @@ migrations_t *migrations_new(const migrations_config_t *cfg, control_t *control,
     self->loop = loop;
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->changed, NULL);
+    self->lease_timer = -1;
     self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     unsigned max = cfg->config->migration.max_concurrent ? cfg->config->migration.max_concurrent
                                                          : SLOTS_DEFAULT_MAX;
@@ -804,6 +831,7 @@ migrations_t *migrations_new(const migrations_config_t *cfg, control_t *control,
     }
     zmq_pollitem_t item = { .fd = self->wake_fd, .events = ZMQ_POLLIN };
     zloop_poller(loop, &item, on_wake, self);
+    self->lease_timer = zloop_timer(loop, LEASE_WATCH_MS, 0, on_lease_watch, self);
     control_register(control, "vm.migrate", handle_migrate, self);
     control_register(control, "vm.migration", handle_status, self);
     control_register(control, "vm.migration.cancel", handle_cancel, self);
@@ -834,6 +862,8 @@ void migrations_destroy(migrations_t **self_p)
             job->commit_request->job = NULL;   /* Raft answers it later, to nobody */
         job_free(job);
     }
+    if (self->loop && self->lease_timer >= 0)
+        zloop_timer_end(self->loop, self->lease_timer);
     if (self->loop && self->wake_fd >= 0) {
         zmq_pollitem_t item = { .fd = self->wake_fd, .events = ZMQ_POLLIN };
         zloop_poller_end(self->loop, &item);

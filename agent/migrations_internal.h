@@ -84,6 +84,7 @@ struct migrations {
     job_t *jobs[MIGRATIONS_JOBS_MAX];
     size_t job_count;
     int wake_fd;                      /* eventfd: a thread has news for the loop */
+    int lease_timer;                  /* calls outgoing migrations off when the lease lapses */
     bool stopping;
     pthread_mutex_t lock;
     pthread_cond_t changed;           /* a commit finished, or the agent is stopping */
