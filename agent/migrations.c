@@ -452,6 +452,29 @@ static void pack_job(const job_t *job, msgpack_packer *pk)
     wire_map_end(&m, pk);
 }
 
+/* --- asking the host that can answer ------------------------------------------------------ */
+
+/* An operator's request about a migration another host runs goes to that
+ * host (a peer's request never travels further: no loops). Returns false
+ * when the call is this agent's to answer; true when it was forwarded (or
+ * failed), with what the handler returns in *rc. */
+static bool forward_to(migrations_t *self, control_call_t *call, const char *command, const char *host, int *rc)
+{
+    if (call->from_peer || !host[0] || strcmp(host, self->name) == 0)
+        return false;
+    swim_record_t record;
+    int found = peers_member_record(self->peers, host, &record);
+    if (found != 0 || !record.control_addr[0] || !record.curve_public_key[0]) {
+        *rc = control_fail(call, CONTROL_UNAVAILABLE, "%s runs this, and it is %s", host,
+                           found == -EHOSTDOWN ? "down (membership says so)" : "not known to membership here");
+        return true;
+    }
+    char endpoint[300];
+    snprintf(endpoint, sizeof(endpoint), "tcp://%s", record.control_addr);
+    *rc = forward_call(self->forward, call, command, host, endpoint, record.curve_public_key);
+    return true;
+}
+
 /* --- vm.migrate ---------------------------------------------------------------------- */
 
 typedef struct {
@@ -536,6 +559,10 @@ static int handle_migrate(void *ctx, control_call_t *call)
         return -1;
     const fsm_t *fsm = cluster_state(self->cluster);
     const fsm_vm_t *v = fsm_vm_find(fsm, a.vm);
+    /* Any agent takes the request; the VM's owner runs the migration. */
+    int rc;
+    if (v && forward_to(self, call, "vm.migrate", v->owner, &rc))
+        return rc;
     bool live = !v || v->power == FSM_POWER_ON;
     migration_plan_input_t in = {
         .fsm = fsm, .vm = a.vm, .source = self->name, .destination = a.to, .live = live,
@@ -550,7 +577,7 @@ static int handle_migrate(void *ctx, control_call_t *call)
         return control_fail(call, CONTROL_CONFLICT, "VM %s does not run on %s yet (it is starting, or failed to "
                             "start: see vm show)", a.vm, self->name);
     swim_record_t dest;
-    int rc = peers_member_record(self->peers, a.to, &dest);
+    rc = peers_member_record(self->peers, a.to, &dest);
     if (rc != 0 || !dest.control_addr[0] || !dest.curve_public_key[0])
         return control_fail(call, CONTROL_UNAVAILABLE, "cannot migrate: host %s is %s", a.to,
                             rc == -EHOSTDOWN ? "down (membership says so)" : "not known to membership here");
@@ -589,6 +616,16 @@ static int handle_migrate(void *ctx, control_call_t *call)
 
 /* --- vm.migration, vm.migration.cancel ---------------------------------------------------- */
 
+/* {id, from?}: a job this agent does not know is asked of `from`, the
+ * source that vm.migrate's answer named. As forward_to. */
+static bool forward_unknown(migrations_t *self, control_call_t *call, const char *command, const char *id, int *rc)
+{
+    char from[FSM_NAME_MAX] = "", err[160];
+    if (job_find(self, id) || wire_get_str(call->args, "from", from, sizeof(from), err, sizeof(err)) != 0)
+        return false;
+    return forward_to(self, call, command, from, rc);
+}
+
 static int handle_status(void *ctx, control_call_t *call)
 {
     migrations_t *self = ctx;
@@ -596,6 +633,9 @@ static int handle_status(void *ctx, control_call_t *call)
     int has = call->args ? wire_get_str(call->args, "id", id, sizeof(id), err, sizeof(err)) : 1;
     if (has < 0)
         return control_fail(call, CONTROL_BAD_REQUEST, "id: %s", err);
+    int rc;
+    if (has == 0 && forward_unknown(self, call, "vm.migration", id, &rc))
+        return rc;
     pthread_mutex_lock(&self->lock);
     if (has == 0) {
         job_t *job = job_find(self, id);
@@ -640,6 +680,9 @@ static int handle_cancel(void *ctx, control_call_t *call)
     char id[MIGRATION_ID_HEX], err[160];
     if (!call->args || wire_get_str(call->args, "id", id, sizeof(id), err, sizeof(err)) != 0)
         return control_fail(call, CONTROL_BAD_REQUEST, "needs the migration's id");
+    int rc;
+    if (forward_unknown(self, call, "vm.migration.cancel", id, &rc))
+        return rc;
     job_t *job = job_find(self, id);
     if (!job)
         return control_fail(call, CONTROL_NOT_FOUND, "no migration %s on %s", id, self->name);
@@ -832,9 +875,15 @@ migrations_t *migrations_new(const migrations_config_t *cfg, control_t *control,
     zmq_pollitem_t item = { .fd = self->wake_fd, .events = ZMQ_POLLIN };
     zloop_poller(loop, &item, on_wake, self);
     self->lease_timer = zloop_timer(loop, LEASE_WATCH_MS, 0, on_lease_watch, self);
-    control_register(control, "vm.migrate", handle_migrate, self);
-    control_register(control, "vm.migration", handle_status, self);
-    control_register(control, "vm.migration.cancel", handle_cancel, self);
+    self->forward = forward_new(control, loop, cfg->identity, err, errlen);
+    if (!self->forward) {
+        migrations_destroy(&self);
+        return NULL;
+    }
+    /* Peers too: an agent forwards an operator's request to the VM's owner. */
+    control_register_for_peers(control, "vm.migrate", handle_migrate, self);
+    control_register_for_peers(control, "vm.migration", handle_status, self);
+    control_register_for_peers(control, "vm.migration.cancel", handle_cancel, self);
     control_register_for_peers(control, "migration.prepare", handle_prepare, self);
     control_register_for_peers(control, "migration.abort", handle_abort, self);
     return self;
@@ -845,6 +894,7 @@ void migrations_destroy(migrations_t **self_p)
     migrations_t *self = *self_p;
     if (!self)
         return;
+    forward_destroy(&self->forward);
     /* Stop every thread: progress callbacks cancel, a waiting commit gives
      * up, receivers stop polling; then take back what they held. */
     pthread_mutex_lock(&self->lock);

@@ -4,6 +4,7 @@
 #ifndef FERRY_AGENT_MIGRATIONS_INTERNAL_H
 #define FERRY_AGENT_MIGRATIONS_INTERNAL_H
 
+#include "agent/forward.h"
 #include "agent/migration_plan.h"
 #include "agent/migrations.h"
 #include "migration/migrate.h"
@@ -81,6 +82,7 @@ struct migrations {
     control_t *control;
     zloop_t *loop;
     slots_t *slots;
+    forward_t *forward;               /* asks the VM's owner when the request came here */
     job_t *jobs[MIGRATIONS_JOBS_MAX];
     size_t job_count;
     int wake_fd;                      /* eventfd: a thread has news for the loop */

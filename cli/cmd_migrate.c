@@ -222,14 +222,17 @@ static void print_summary(const msgpack_object *job, FILE *out)
         fprintf(out, "  warning      %s\n", warning);
 }
 
-static int call_with_id(cli_caller_t *caller, const char *command, const char *id, ctl_response_t *response)
+/* {id, from}: `from` lets an agent other than the source pass the call on. */
+static int call_with_id(cli_caller_t *caller, const char *command, const char *id, const char *from,
+                        ctl_response_t *response)
 {
     msgpack_sbuffer args;
     msgpack_sbuffer_init(&args);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 1);
+    msgpack_pack_map(&pk, 2);
     wire_pack_kv_str(&pk, "id", id);
+    wire_pack_kv_str(&pk, "from", from);
     int rc = caller->call(caller->ctx, command, &args, response);
     msgpack_sbuffer_destroy(&args);
     return rc;
@@ -241,8 +244,9 @@ static int run_migrate(const msgpack_sbuffer *args, bool json, cli_caller_t *cal
     int rc = caller->call(caller->ctx, "vm.migrate", args, &response);
     if (rc != 0)
         return rc;
-    char id[64];
+    char id[64], source[64];
     text(response.reply.result, "id", id, sizeof(id));
+    text(response.reply.result, "from", source, sizeof(source));
     ctl_response_release(&response);
     if (!id[0])
         return caller->fail(caller->ctx, 5, "the agent started a migration but named no id");
@@ -258,10 +262,10 @@ static int run_migrate(const msgpack_sbuffer *args, bool json, cli_caller_t *cal
             cancel_sent = true;
             fprintf(stderr, "%scancelling migration %s (the VM stays where it is unless it has committed)\n",
                     tty ? "\n" : "", id);
-            if (call_with_id(caller, "vm.migration.cancel", id, &response) == 0)
+            if (call_with_id(caller, "vm.migration.cancel", id, source, &response) == 0)
                 ctl_response_release(&response);
         }
-        rc = call_with_id(caller, "vm.migration", id, &response);
+        rc = call_with_id(caller, "vm.migration", id, source, &response);
         if (rc != 0)
             break;
         const msgpack_object *job = response.reply.result;
@@ -343,7 +347,7 @@ static void render_job(const msgpack_object *r, FILE *out)
 
 const cli_command_t cli_migrate_commands[] = {
     { "vm migrate", "vm.migrate", "NAME --to HOST [--downtime-ms N] [--streams K] [--verify]",
-      "move a VM to HOST, live if it runs, cold (its suspended image) if it is off; run it on the VM's owner", parse_migrate,
+      "move a VM to HOST, live if it runs, cold (its suspended image) if it is off; any agent takes it", parse_migrate,
       NULL, run_migrate },
     { "vm migrations", "vm.migration", "", "the migrations this agent ran or runs", NULL, render_list, NULL },
     { "vm migration cancel", "vm.migration.cancel", "ID", "stop a migration before its commit", parse_id,

@@ -9,8 +9,10 @@
 #     the cluster state names h2 its owner with a new generation;
 #   - with no vmotion network configured, the move falls back to
 #     management and says so;
-#   - refusals: a VM another host owns, an unknown host, a host the VM is
-#     already on: exit 1, one line naming the problem;
+#   - refusals (an unknown VM or host, a host the VM is already on): exit
+#     1, one line naming the problem, also when relayed from the owner;
+#   - any agent takes the request: h1 passes a move of a VM h2 owns to h2,
+#     and follows its progress through h2;
 #   - the destination is frozen mid pre-copy and then SIGKILLed: the
 #     migration fails, the VM keeps running on its source h3 (heartbeats go
 #     on), the owner is still h3; once h2 is back, the same VM moves.
@@ -107,14 +109,20 @@ ctl 2 --json vm migrations >"$WORK/jobs2.json"
     || fail "h2 does not list 3 finished incoming migrations: $(cat "$WORK/jobs2.json")"
 
 step "refusals"
-refused "not the owner" "owned by h2" 1 vm migrate web1 --to h2
-refused "already there" "on h2 already" 2 vm migrate web1 --to h2
+refused "already there (asked of h1, answered by the owner h2)" "on h2 already" 1 vm migrate web1 --to h2
 refused "unknown host" "no host named 'nowhere'" 2 vm migrate web1 --to nowhere
 refused "unknown VM" "no VM named 'ghost'" 2 vm migrate ghost --to h1
 set +e
 ctl 2 vm migrate web1 >/dev/null 2>"$WORK/usage.err"; rc=$?
 set -e
 [ $rc -eq 2 ] && grep -q -- "--to HOST" "$WORK/usage.err" || fail "missing --to: exit $rc: $(cat "$WORK/usage.err")"
+
+step "any agent takes the request: h1 passes web1's move h2 -> h3 to its owner, and follows it"
+ctl 1 --json vm migrate web1 --to h3 >"$WORK/forwarded.json" 2>"$WORK/forwarded.err" \
+    || fail "the forwarded migration failed: $(cat "$WORK/forwarded.err")"
+[ "$(json_get "$WORK/forwarded.json" '(d["state"], d["from"], d["to"], d["role"])')" = "('succeeded', 'h2', 'h3', 'source')" ] \
+    || fail "the forwarded migration did not run on h2: $(cat "$WORK/forwarded.json")"
+wait_for 30 running_on 3 web1 || fail "web1 does not run on h3 after the forwarded move"
 
 step "the destination frozen, then killed, mid pre-copy: the VM stays on h3"
 # h3's bandwidth cap makes the full pass of big1's written memory last seconds.
