@@ -57,8 +57,8 @@ refused() {  # refused WHAT EXPECTED AGENT ARGS...: exit 1, one line naming the 
     echo "   refused ($what): $(cat "$WORK/refused.err")"
 }
 
-step "start three agents on loopback (h3 sends at most 8 MB/s: time to act mid pre-copy)"
-make_agent 1; make_agent 2; make_agent 3 "$(printf '[migration]\nbandwidth = 8M')"
+step "start three agents on loopback (h3 sends at most 4 MiB/s: time to act mid pre-copy)"
+make_agent 1; make_agent 2; make_agent 3 "$(printf '[migration]\nbandwidth = 4M')"
 start_agent 1
 wait_for 30 ctl 1 cluster status || fail "h1 does not answer: $(tail -5 "$WORK/h1.log")"
 start_agent 2; start_agent 3
@@ -137,9 +137,9 @@ in_precopy() {
         [ "$(json_get "$WORK/jobs.json" '[(p.get("phase") in ("full", "iterate") and p.get("pass_pages_sent", 0) > 0) for p in [[j for j in d["migrations"] if j["vm"] == "big1"][-1].get("progress", {})]][0]')" = True ]
 }
 wait_for 30 in_precopy || fail "the migration of big1 never reached pre-copy: $(cat "$WORK/jobs.json")"
-json_get "$WORK/jobs.json" '[j for j in d["migrations"] if j["vm"] == "big1"][-1]["progress"]' | sed 's/^/   frozen at /'
 kill -STOP "$AGENT_PID_2"
 kill -KILL "$AGENT_PID_2"
+json_get "$WORK/jobs.json" '[j for j in d["migrations"] if j["vm"] == "big1"][-1]["progress"]' | sed 's/^/   frozen after /'
 set +e
 wait $MIGRATE_PID; rc=$?
 set -e
