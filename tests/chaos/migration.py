@@ -192,7 +192,7 @@ def retry(run, vm, src, dst):
             if failures:
                 fact += f"; earlier: {failures[0]}"
             return problems + placed, fact
-        failures.append(f"exit {m.rc}: {m.stderr.splitlines()[-1][:100] if m.stderr else m.result}")
+        failures.append(f"exit {m.rc}: {m.stderr.splitlines()[-1][:200] if m.stderr else m.result}")
         run.poll_for(RETRY_PAUSE)
     return [f"retry {src}->{dst} failed {RETRY_ATTEMPTS} times: {failures[-1]}"], ""
 
