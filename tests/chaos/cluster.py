@@ -217,8 +217,14 @@ class Cluster:
         """SIGTERM, then SIGKILL after `grace` seconds; start again."""
         docker("restart", "-t", str(grace), node.container, timeout=grace + 60)
 
-    def pause(self, node):
-        docker("pause", node.container, timeout=30)
+    def pause(self, node, attempts=3):
+        """docker pause; retried: the cgroup freezer gives up ("unable to
+        freeze") when a task, e.g. a KVM vCPU thread, does not stop in time."""
+        for attempt in range(1, attempts + 1):
+            r = docker("pause", node.container, timeout=30, check=attempt == attempts)
+            if r.returncode == 0:
+                return
+            time.sleep(1.0)
 
     def unpause(self, node):
         docker("unpause", node.container, timeout=30)
