@@ -63,8 +63,11 @@ static void pack_vm(vms_t *self, wire_map_t *o, const fsm_vm_t *v, bool detail)
     wire_map_str(o, "name", v->name);
     wire_map_str(o, "owner", v->owner);
     wire_map_str(o, "power_state", v->power == FSM_POWER_ON ? "on" : "off");
-    /* A VM on its way out still runs here until the commit: say so. */
-    bool leaving = r && r->migrating_out;
+    /* A VM on its way out still runs here until the commit: say so. Once
+     * the commit names another owner, the copy here is stopped for good
+     * (a rollback is only possible before it), so it no longer runs here
+     * even though the job has not released it yet. */
+    bool leaving = r && r->migrating_out && strcmp(v->owner, self->name) == 0;
     wire_map_bool(o, "running_here", (here && st.state == VM_RUNNING) || leaving);
     wire_map_str(o, "runtime_state", here ? run_state_name(st.state) : r && r->migrating ? "migrating" : "");
     wire_map_bool(o, "migrating", r && r->migrating);

@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cluster as cl  # noqa: E402
 import docker_env  # noqa: E402
+import migration  # noqa: E402
 import primitives  # noqa: E402
 import report  # noqa: E402
 import scenarios  # noqa: E402
@@ -182,7 +183,8 @@ def run_cluster(args, image, work, run_id, chosen, timings, emit):
         return [emit(Row(s.name, s.fault, SKIP, detail=caps["cluster"])) for s in chosen]
     settings = scenarios.Settings(hold=args.hold, leader_bound=args.leader_bound,
                                   converge_timeout=args.converge_timeout, poll=args.poll)
-    c = cl.Cluster(image, args.nodes, os.path.join(work, "cluster"), run_id)
+    c = cl.Cluster(image, args.nodes, os.path.join(work, "cluster"), run_id,
+                   extra_config=migration.AGENT_CONFIG)
     t0 = time.monotonic()
     try:
         try:

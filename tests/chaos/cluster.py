@@ -77,8 +77,9 @@ def wait_for(what, predicate, timeout, interval=0.2):
 
 
 class Cluster:
-    def __init__(self, image, n, work_dir, run_id, kvm=None):
+    def __init__(self, image, n, work_dir, run_id, kvm=None, extra_config=""):
         self.image = image
+        self.extra_config = extra_config     # appended to every agent's ferry.conf
         self.work_dir = work_dir
         self.run_id = run_id
         self.nodes = [Node(i, work_dir) for i in range(1, n + 1)]
@@ -103,7 +104,7 @@ class Cluster:
         os.makedirs(node.state_dir, exist_ok=True)
         os.makedirs(self.shared_dir, exist_ok=True)
         with open(node.config, "w") as f:
-            f.write(topology.render_config(node.index))
+            f.write(topology.render_config(node.index) + self.extra_config)
         first = topology.NETWORKS[0]
         args = ["create", "--name", node.container, "--hostname", node.name, "--init",
                 "--label", f"{LABEL}={self.run_id}",
@@ -216,8 +217,14 @@ class Cluster:
         """SIGTERM, then SIGKILL after `grace` seconds; start again."""
         docker("restart", "-t", str(grace), node.container, timeout=grace + 60)
 
-    def pause(self, node):
-        docker("pause", node.container, timeout=30)
+    def pause(self, node, attempts=3):
+        """docker pause; retried: the cgroup freezer gives up ("unable to
+        freeze") when a task, e.g. a KVM vCPU thread, does not stop in time."""
+        for attempt in range(1, attempts + 1):
+            r = docker("pause", node.container, timeout=30, check=attempt == attempts)
+            if r.returncode == 0:
+                return
+            time.sleep(1.0)
 
     def unpause(self, node):
         docker("unpause", node.container, timeout=30)

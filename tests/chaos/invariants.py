@@ -20,6 +20,10 @@ Invariants checked on every snapshot (safety; a breach is never excused):
   no-vm-lost        an agent that applied past the point where a VM was seen
                     still lists it (scenarios never delete VMs)
   contract          a reachable agent answers with well-formed JSON
+  migration-owner   while a VM is being live-migrated (watch_migration), a
+                    host other than its source runs it only if its own state
+                    names it the owner (the destination starts it only after
+                    the ownership change applied there)
 and one liveness invariant:
   leader-bound      some moment with a leader (the leader itself answers and
                     a quorum agrees on it and its term) at least every
@@ -37,7 +41,7 @@ RUNNING_STATES = frozenset({"running", "on", "powered_on", "poweredon"})
 MEMBER_STATES = frozenset({"alive", "suspect", "dead", "left"})
 
 INVARIANTS = ("single-runner", "election-safety", "state-agreement", "no-vm-lost",
-              "contract", "leader-bound")
+              "contract", "migration-owner", "leader-bound")
 
 
 class ContractError(ValueError):
@@ -190,6 +194,7 @@ class Checker:
     vm_seen_at: dict = field(default_factory=dict)       # vm -> lowest index listing it
     max_commit: int = 0
     last_leader_t: float = None
+    migrating: dict = field(default_factory=dict)        # vm -> its source host
     _reported: set = field(default_factory=set)
 
     def _breach(self, invariant, t, detail, key=None):
@@ -205,12 +210,22 @@ class Checker:
     def ok(self):
         return not self.violations
 
+    def watch_migration(self, vm, source):
+        """A live migration of vm off source is under way (until
+        unwatch_migration): checks migration-owner for it, and accepts the
+        handover as single-runner sees it (see _handover)."""
+        self.migrating[vm] = source
+
+    def unwatch_migration(self, vm):
+        self.migrating.pop(vm, None)
+
     def observe(self, snap):
         """Checks one polling round; returns the violations it found."""
         self.polls += 1
         found = []
         found += self._contract(snap)
         found += self._single_runner(snap)
+        found += self._migration_owner(snap)
         found += self._election_safety(snap)
         found += self._state_agreement(snap)
         found += self._no_vm_lost(snap)
@@ -232,13 +247,48 @@ class Checker:
         for v in snap.answering():
             for vm in v.vms:
                 if vm.running_here:
-                    runners.setdefault(vm.name, []).append(v.node)
+                    runners.setdefault(vm.name, []).append(v)
         found = []
-        for vm, where in sorted(runners.items()):
-            if len(where) > 1:
+        for vm, views in sorted(runners.items()):
+            where = [v.node for v in views]
+            if len(where) > 1 and not self._handover(vm, views):
                 found += self._breach("single-runner", snap.t,
                                       f"VM {vm} runs on {', '.join(sorted(where))}",
                                       key=(vm, tuple(sorted(where))))
+        return found
+
+    def _handover(self, vm, runners):
+        """Two runners of a VM under migration that are the handover seen at
+        two moments, not a double run: the polls of one round are not
+        atomic. The source, at a lower applied index, still names itself
+        owner; the destination, further on, names itself owner. Two hosts at
+        the same index, or a runner its own state does not name owner, stay
+        a breach."""
+        source = self.migrating.get(vm)
+        if source is None or len(runners) != 2:
+            return False
+        src = next((v for v in runners if v.node == source), None)
+        dst = next((v for v in runners if v.node != source), None)
+        if src is None or dst is None:
+            return False
+
+        def owner(view):
+            return next(x.owner for x in view.vms if x.name == vm)
+        return (src.applied_index < dst.applied_index and owner(src) == src.node
+                and owner(dst) == dst.node)
+
+    def _migration_owner(self, snap):
+        found = []
+        for v in snap.answering():
+            for vm in v.vms:
+                source = self.migrating.get(vm.name)
+                if source is None or v.node == source or not vm.running_here:
+                    continue
+                if vm.owner != v.node:
+                    found += self._breach(
+                        "migration-owner", snap.t,
+                        f"{v.node} runs VM {vm.name} (migrating off {source}) but its state "
+                        f"names {vm.owner or 'nobody'} owner", key=(vm.name, v.node))
         return found
 
     def _election_safety(self, snap):

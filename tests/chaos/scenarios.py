@@ -7,10 +7,10 @@ every agent about every 200 ms and feeds the checker. After heal(), it polls
 until the cluster is whole again (Checker.converged) or the deadline passes.
 """
 
-import subprocess
 import time
 from dataclasses import dataclass, field
 
+import migration
 from cluster import pool_for, wait_for
 from invariants import INVARIANTS, Checker, leader_of
 from report import FAIL, PASS, SKIP, Row
@@ -91,6 +91,7 @@ class Scenario:
     quick: bool = False
     needs: str = "cluster"         # capability: "cluster" or "migrate"
     new_leader: bool = False       # the fault removes the leader: time a new one
+    verify: object = None          # (run, state) -> (problems, facts), once whole again
 
 
 def run_scenario(run, sc):
@@ -119,9 +120,12 @@ def run_scenario(run, sc):
         run.poll_for(s.hold)
     sc.heal(run, state)
     took, reasons = run.wait_converged(s.converge_timeout)
+    problems, facts = [], []
+    if sc.verify is not None and took is not None and not ck.violations[before:]:
+        problems, facts = sc.verify(run, state)
+        facts = [f for f in facts if f]
     found = ck.violations[before:]
     checked = f"{len(INVARIANTS)} x {ck.polls - polls0} polls"
-    facts = []
     no_new_leader = sc.new_leader and leader_t is None
     if sc.new_leader:
         facts.append(f"new leader after {leader_t - t_fault:.1f}s" if leader_t is not None
@@ -135,6 +139,9 @@ def run_scenario(run, sc):
     if took is None:
         return Row(sc.name, sc.fault, FAIL, invariants=checked, recover="never",
                    detail="not whole after heal: " + "; ".join(reasons[:3]))
+    if problems:
+        return Row(sc.name, sc.fault, FAIL, invariants=checked, recover=f"{took:.1f}s",
+                   detail="; ".join(problems[:3] + facts))
     if no_new_leader:
         return Row(sc.name, sc.fault, FAIL, invariants=checked, recover=f"{took:.1f}s",
                    detail="; ".join(facts))
@@ -144,11 +151,18 @@ def run_scenario(run, sc):
 
 # --- the faults ---------------------------------------------------------------
 
-def _leader_or_fail(run):
-    leader = run.leader()
-    if leader is None:
-        raise RuntimeError("no leader to aim the fault at")
-    return leader
+def _leader_or_fail(run, timeout=5.0):
+    """The leader, asked again for a few seconds: one poll can miss it
+    (a slow docker exec makes an agent look silent)."""
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / run.settings.poll) + 2):
+        leader = run.leader()
+        if leader is not None:
+            return leader
+        if time.monotonic() > deadline:
+            break
+        time.sleep(run.settings.poll)
+    raise RuntimeError(f"no leader to aim the fault at within {timeout:.0f}s")
 
 
 def kill_leader(run):
@@ -241,65 +255,47 @@ def nothing(run, state):
     pass
 
 
-# --- migration under fault (needs `ferryctl vm migrate`) -----------------------
-
-def _start_migration(run):
-    """Starts migrating a running VM off its owner; returns (vm, src, dst, proc)."""
-    snap = run.poll()
-    for v in snap.answering():
-        for vm in v.vms:
-            if vm.running_here:
-                src = run.cluster.node(v.node)
-                dst = next(n for n in run.cluster.nodes if n is not src)
-                proc = subprocess.Popen(
-                    ["docker", "exec", src.container, "ferryctl", "--json", "vm", "migrate",
-                     vm.name, "--to", dst.name],
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                # inject once the migration is under way, not before it began
-                try:
-                    proc.wait(timeout=0.5)
-                except subprocess.TimeoutExpired:
-                    pass
-                return vm.name, src, dst, proc
-    raise RuntimeError("no running VM to migrate")
-
-
-def _finish_migration(state):
-    proc = state["proc"]
-    try:
-        out, _ = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate(timeout=10)
-        state["note"] = "migrate command hung (killed after 120s)"
-        return
-    last = (out or "").strip().splitlines()[-1:] or [""]
-    state["note"] = f"migrate {state['vm']} exit {proc.returncode}: {last[0][:60]}"
-
+# --- live migration under fault: see migration.py ----------------------------
 
 def migrate_kill_destination(run):
-    vm, src, dst, proc = _start_migration(run)
-    run.cluster.kill(dst)
-    return {"vm": vm, "src": src, "dst": dst, "proc": proc}
+    state = migration.start_in_precopy(run)
+    run.cluster.kill(state["m"].dst)
+    return state
+
+
+def restart_destination(run, state):
+    state["m"].finish(run)              # it must end with the destination still dead
+    run.cluster.start(state["m"].dst)
 
 
 def migrate_cut_vmotion(run):
-    vm, src, dst, proc = _start_migration(run)
-    run.cluster.disconnect(src, {"vmotion"})
-    return {"vm": vm, "src": src, "dst": dst, "proc": proc}
+    state = migration.start_in_precopy(run)
+    run.cluster.disconnect(state["m"].src, {"vmotion"})
+    return state
+
+
+def replug_vmotion(run, state):
+    state["m"].finish(run)              # it must end with vmotion still cut
+    run.cluster.connect(state["m"].src, {"vmotion"})
 
 
 def migrate_pause_source(run):
-    vm, src, dst, proc = _start_migration(run)
-    run.cluster.pause(src)
-    return {"vm": vm, "src": src, "dst": dst, "proc": proc}
+    state = migration.start_in_precopy(run)
+    run.cluster.pause(state["m"].src)
+    return state
 
 
-def heal_migration(undo):
-    def heal(run, state):
-        undo(run, state)
-        _finish_migration(state)
-    return heal
+def unpause_source(run, state):
+    run.cluster.unpause(state["m"].src)
+    state["m"].finish(run)              # the command was frozen with its source
+
+
+def migrate_plainly(run):
+    return migration.start_in_precopy(run)
+
+
+def finish_migration(run, state):
+    state["m"].finish(run)
 
 
 SCENARIOS = (
@@ -319,35 +315,43 @@ SCENARIOS = (
              rolling_restart, nothing),
     Scenario("unplug-follower", "network disconnect a follower (all nets)",
              unplug_follower, replug_follower),
+    Scenario("migrate/vmotion", "none: live migration over vmotion",
+             migrate_plainly, finish_migration, needs="migrate",
+             verify=migration.expect_vmotion),
     Scenario("migrate/kill-destination", "live migration, destination SIGKILLed",
-             migrate_kill_destination,
-             heal_migration(lambda r, s: r.cluster.start(s["dst"])), needs="migrate"),
+             migrate_kill_destination, restart_destination, needs="migrate",
+             verify=migration.expect_failed),
     Scenario("migrate/cut-vmotion", "live migration, source's vmotion unplugged",
-             migrate_cut_vmotion,
-             heal_migration(lambda r, s: r.cluster.connect(s["src"], {"vmotion"})),
-             needs="migrate"),
+             migrate_cut_vmotion, replug_vmotion, needs="migrate",
+             verify=migration.expect_failed),
     Scenario("migrate/pause-source", "live migration, source paused",
-             migrate_pause_source,
-             heal_migration(lambda r, s: r.cluster.unpause(s["src"])), needs="migrate"),
+             migrate_pause_source, unpause_source, needs="migrate",
+             verify=migration.expect_one_owner),
 )
 
 
 def create_workload(run, count=WORKLOAD_VMS):
-    """Creates and starts a few small VMs for the VM invariants to watch.
-    ADAPT: the `ferryctl vm create` syntax is not fixed yet; when it fails
-    the run goes on without VMs and says so (the VM invariants then hold
-    vacuously)."""
-    leader = run.leader()
-    if leader is None:
-        return "no VMs: no leader to create them"
-    for i in range(1, count + 1):
-        r = run.cluster.exec(leader, "ferryctl", "vm", "create", f"chaos-vm{i}",
-                             "--memory", "64M", "--profile", "idle", "--start", timeout=30)
+    """Creates and starts a few small VMs, one per host in turn, for the VM
+    invariants to watch and the migrate/* scenarios to move; waits until
+    each runs once. When creating fails, the run goes on without VMs and
+    says so (the VM invariants then hold vacuously, migrate/* fail)."""
+    leader = _leader_or_fail(run)
+    names = [f"chaos-vm{i}" for i in range(1, count + 1)]
+    for i, name in enumerate(names):
+        host = run.cluster.nodes[i % len(run.cluster.nodes)]
+        r = run.cluster.exec(leader, "ferryctl", "vm", "create", name,
+                             "--memory", migration.WORKLOAD_MEMORY,
+                             "--profile", migration.WORKLOAD_PROFILE,
+                             "--host", host.name, "--start", timeout=30)
         if r.returncode != 0:
             lines = (r.stderr or r.stdout).strip().splitlines()
             return f"no VMs: ferryctl vm create: {lines[-1] if lines else r.returncode}"
-    wait_for("VMs listed", lambda: sum(len(v.vms) for v in run.poll().answering()) > 0, 30)
-    return f"{count} VMs"
+
+    def all_run_once(snap):
+        running = [x.name for v in snap.answering() for x in v.vms if x.running_here]
+        return sorted(running) == names
+    wait_for("every VM runs on one host", lambda: all_run_once(run.poll()), 60)
+    return f"{count} VMs ({migration.WORKLOAD_MEMORY}, {migration.WORKLOAD_PROFILE}), one per host"
 
 
 def run_scenarios(run, chosen, caps, emit):

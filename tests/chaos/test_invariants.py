@@ -99,6 +99,37 @@ class ForgedBreaches(unittest.TestCase):
         self.assertIn("web1 runs on host1, host2", str(c.violations[0]))
         self.assertIn("VM web1 should run once, runs on host1, host2", c.converged(s))
 
+    def test_a_host_running_a_migrating_vm_it_does_not_own_fails(self):
+        # host2 (the destination) runs web1 while its state still names host1
+        s = replace(healthy(0.0), "host2",
+                    vms=(vm("web1", running_here=True), vm("db1", False, power="off")))
+        c = Checker(hosts=HOSTS, leader_bound=5.0, start_t=0.0)
+        c.watch_migration("web1", "host1")
+        c.observe(s)
+        self.assertEqual(kinds(c), ["migration-owner", "single-runner"])
+        self.assertTrue(any("host2 runs VM web1 (migrating off host1) but its state names host1"
+                            in str(v) for v in c.violations), c.violations)
+
+    def test_two_runners_at_one_index_fail_even_mid_migration(self):
+        s = replace(healthy(0.0), "host2",
+                    vms=(vm("web1", running_here=True, owner="host2"), vm("db1", False, power="off")))
+        c = Checker(hosts=HOSTS, leader_bound=5.0, start_t=0.0)
+        c.watch_migration("web1", "host1")
+        c.observe(s)
+        self.assertEqual(kinds(c), ["single-runner"])
+
+    def test_a_handover_seen_at_two_moments_passes_only_while_watched(self):
+        # host1 polled before the ownership change applied, host2 after it
+        s = healthy(0.0, applied=10)
+        s = replace(s, "host2", applied_index=11, commit_index=11, state_hash="h11",
+                    vms=(vm("web1", running_here=True, owner="host2"), vm("db1", False, power="off")))
+        watched = Checker(hosts=HOSTS, leader_bound=5.0, start_t=0.0)
+        watched.watch_migration("web1", "host1")
+        watched.observe(s)
+        self.assertEqual(watched.violations, [])
+        watched.unwatch_migration("web1")
+        self.assertEqual(kinds(run([s])), ["single-runner"])
+
     def test_a_lost_vm_fails(self):
         before = healthy(0.0, applied=10)
         after = replace(healthy(0.2, applied=11), "host2", vms=(vm("db1", False, power="off"),))
