@@ -264,7 +264,8 @@ void *migration_thread_send(void *arg)
                : m->config->migration.cipher == CIPHER_XCHACHA20 ? STREAM_CIPHER_XCHACHA20POLY1305
                                                                   : STREAM_CIPHER_AUTO;
     p.policy.downtime_limit_us = (uint64_t)job->downtime_ms * 1000;
-    /* The fixed part of the stun (state, Raft commit) must leave room for pages. */
+    /* The fixed part of the stun (state, Raft commit) must leave room for
+     * pages, even under a tiny limit. */
     if (p.policy.switchover_cost_us * 2 > p.policy.downtime_limit_us)
         p.policy.switchover_cost_us = p.policy.downtime_limit_us / 2;
     p.max_bandwidth_Bps = m->config->migration.bandwidth_bytes;

@@ -2,7 +2,10 @@
  *
  * The rules, in the order they are checked after each pass:
  *   1. the switchover cost alone is over the limit: ABORT (it never can fit);
- *   2. predicted stun <= limit: SWITCHOVER;
+ *   2. predicted stun <= limit: SWITCHOVER, unless it is still settling:
+ *      above stun_target_ratio of the limit, the last pass shrank the dirty set by
+ *      min_shrink, and fewer than settle_passes_max passes have fit already
+ *      (then CONTINUE: another short pass makes the stun shorter);
  *   3. pre-copy ran max_time_us: ABORT;
  *   4. the dirty set failed to shrink by min_shrink for stall_passes passes
  *      in a row: raise the throttle level (THROTTLE), if allowed and not at
@@ -27,6 +30,7 @@ struct policy {
     uint64_t previous_remaining;   /* dirty set handed to the last pass */
     uint32_t stalled;              /* passes without progress, in a row */
     uint32_t level;                /* current throttle percent */
+    uint32_t settling;             /* passes that fit the limit but went on */
     bool finished;                 /* SWITCHOVER or ABORT answered */
     policy_decision_t final;
 };
@@ -45,6 +49,8 @@ void policy_config_defaults(policy_config_t *cfg)
         .stall_passes = 2,
         .min_shrink = 0.2,
         .target_ratio = 0.5,
+        .stun_target_ratio = 0.0,
+        .settle_passes_max = 8,
     };
 }
 
@@ -64,7 +70,8 @@ static bool config_valid(const policy_config_t *cfg)
         && cfg->throttle_max <= POLICY_THROTTLE_MAX
         && cfg->throttle_initial <= cfg->throttle_max
         && cfg->min_shrink > 0.0 && cfg->min_shrink < 1.0
-        && cfg->target_ratio > 0.0 && cfg->target_ratio < 1.0;
+        && cfg->target_ratio > 0.0 && cfg->target_ratio < 1.0
+        && cfg->stun_target_ratio >= 0.0 && cfg->stun_target_ratio < 1.0;
 }
 
 policy_t *policy_new(const policy_config_t *cfg)
@@ -158,12 +165,6 @@ policy_decision_t policy_step(policy_t *self, const policy_pass_t *pass)
         d.reason = POLICY_ABORT_COST_OVER_LIMIT;
         return finish(self, d);
     }
-    if (d.predicted_stun_us <= cfg->downtime_limit_us) {
-        d.action = POLICY_SWITCHOVER;
-        d.converging = true;
-        return finish(self, d);
-    }
-
     /* The first (full) pass has no earlier dirty set to compare with. */
     uint64_t sent_set = self->previous_remaining;
     if (self->passes == 1)
@@ -172,6 +173,18 @@ policy_decision_t policy_step(policy_t *self, const policy_pass_t *pass)
         d.converging = (double)pass->remaining_pages
                        <= (double)sent_set * (1.0 - cfg->min_shrink);
     self->previous_remaining = pass->remaining_pages;
+
+    if (d.predicted_stun_us <= cfg->downtime_limit_us) {
+        double target_us = cfg->stun_target_ratio * (double)cfg->downtime_limit_us;
+        bool settling = target_us > 0 && (double)d.predicted_stun_us > target_us && d.converging
+                        && self->settling < cfg->settle_passes_max && self->total_us < cfg->max_time_us;
+        if (!settling) {
+            d.action = POLICY_SWITCHOVER;
+            return finish(self, d);
+        }
+        self->settling++;
+        return d;   /* CONTINUE: it fits, and is still getting shorter */
+    }
 
     if (self->total_us >= cfg->max_time_us) {
         d.action = POLICY_ABORT;

@@ -8,7 +8,9 @@
  *
  *   CONTINUE    run another pass;
  *   SWITCHOVER  the predicted stun time fits the downtime limit: stop the
- *               vCPUs, send the rest, commit;
+ *               vCPUs, send the rest, commit (with stun_target_ratio set, not
+ *               before the prediction reaches the target or the dirty set
+ *               stops shrinking: a stun that fits is not yet a short one);
  *   THROTTLE    the dirty set is not shrinking: make the vCPUs sleep
  *               `throttle_percent` of their time (as vMotion's SDPS does),
  *               then run another pass;
@@ -54,6 +56,14 @@ typedef struct {
                                      shrank by at least this fraction (0.2) */
     double target_ratio;          /* throttling aims at a throttled dirty rate
                                      of this fraction of the send rate (0.5) */
+    double stun_target_ratio;     /* once the prediction fits the limit, keep
+                                     going while each pass still shrinks the
+                                     dirty set and the prediction is above
+                                     this fraction of the limit (default 0:
+                                     switch over as soon as it fits, as QEMU
+                                     does; migration_params_defaults: 0.1) */
+    uint32_t settle_passes_max;   /* at most this many such extra passes
+                                     (default 8) */
 } policy_config_t;
 
 /* What one pre-copy pass did, as measured by the sender. */

@@ -83,8 +83,12 @@ static scenario_t draw_scenario(rng_t *rng, scenario_class_t kind)
     switch (kind) {
     case CLASS_CONVERGE:
         /* Writes at no more than half the bandwidth, maybe into a hot set
-         * that fits the limit with room to spare. */
+         * that fits the limit with room to spare. Half the seeds aim lower
+         * than the limit (stun_target_ratio): the run must still switch over,
+         * within the limit, without throttling. */
         s.write_rate = pages_per_s * uniform(rng, 0.02, 0.5);
+        if (rng_below(rng, 2))
+            s.policy.stun_target_ratio = uniform(rng, 0.05, 0.5);
         if (rng_below(rng, 2)) {
             double fits = (double)(s.policy.downtime_limit_us - s.policy.switchover_cost_us)
                           * 1e-6 * pages_per_s;

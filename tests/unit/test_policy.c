@@ -92,6 +92,63 @@ static void test_switchover_at_the_limit_and_not_above(void **state)
     policy_destroy(&p);
 }
 
+/* With a stun target, a pass that fits the limit is not the end while the
+ * dirty set keeps shrinking; it ends at the target, when shrinking stops,
+ * or after settle_passes_max such passes. */
+static void test_settling_towards_the_target(void **state)
+{
+    policy_config_t cfg = test_config();
+    cfg.switchover_cost_us = 2000;
+    cfg.stun_target_ratio = 0.1;   /* 10 ms of the 100 ms limit */
+    cfg.settle_passes_max = 3;
+    policy_t *p = policy_new(&cfg);
+    /* 100 MB/s: 4096 pages take 168 ms (+2): over the limit. */
+    policy_decision_t d = policy_step(p, &(policy_pass_t){ .bytes_sent = 1, .elapsed_us = 1,
+                                      .remaining_pages = 4096, .bandwidth_Bps = 100 * MB });
+    assert_int_equal(d.action, POLICY_CONTINUE);
+    /* 1000 pages: 41 ms: fits, still shrinking, above the target: go on. */
+    d = policy_step(p, &(policy_pass_t){ .bytes_sent = 1, .elapsed_us = 1, .remaining_pages = 1000,
+                    .bandwidth_Bps = 100 * MB });
+    assert_int_equal(d.action, POLICY_CONTINUE);
+    assert_true(d.predicted_stun_us <= cfg.downtime_limit_us);
+    /* 500 pages: 22 ms: shrinking by half: go on. */
+    d = policy_step(p, &(policy_pass_t){ .bytes_sent = 1, .elapsed_us = 1, .remaining_pages = 500,
+                    .bandwidth_Bps = 100 * MB });
+    assert_int_equal(d.action, POLICY_CONTINUE);
+    /* 450 pages: shrank by 10% only: this is the floor the guest allows. */
+    d = policy_step(p, &(policy_pass_t){ .bytes_sent = 1, .elapsed_us = 1, .remaining_pages = 450,
+                    .bandwidth_Bps = 100 * MB });
+    assert_int_equal(d.action, POLICY_SWITCHOVER);
+    assert_false(d.converging);
+    policy_destroy(&p);
+
+    /* Reaching the target ends it at once. */
+    p = policy_new(&cfg);
+    d = policy_step(p, &(policy_pass_t){ .bytes_sent = 1, .elapsed_us = 1, .remaining_pages = 100,
+                    .bandwidth_Bps = 100 * MB });
+    assert_int_equal(d.action, POLICY_SWITCHOVER);
+    assert_true(d.predicted_stun_us <= 10000);
+    policy_destroy(&p);
+
+    /* A guest that keeps shrinking slowly is cut off after settle_passes_max. */
+    p = policy_new(&cfg);
+    uint64_t pages = 2000;
+    unsigned fitting = 0;
+    for (;;) {
+        d = policy_step(p, &(policy_pass_t){ .bytes_sent = 1, .elapsed_us = 1, .remaining_pages = pages,
+                        .bandwidth_Bps = 100 * MB });
+        if (d.predicted_stun_us <= cfg.downtime_limit_us)
+            fitting++;
+        if (d.action != POLICY_CONTINUE)
+            break;
+        pages = pages * 3 / 4;   /* shrinks by 25% a pass: always "converging" */
+    }
+    assert_int_equal(d.action, POLICY_SWITCHOVER);
+    assert_int_equal(fitting, cfg.settle_passes_max + 1);
+    assert_true(d.predicted_stun_us > 10000);
+    policy_destroy(&p);
+}
+
 static void test_bandwidth_falls_back_to_pass_throughput(void **state)
 {
     policy_config_t cfg = test_config();
@@ -261,6 +318,7 @@ int main(void)
         cmocka_unit_test(test_config_validation),
         cmocka_unit_test(test_downtime_limit_resolution),
         cmocka_unit_test(test_switchover_at_the_limit_and_not_above),
+        cmocka_unit_test(test_settling_towards_the_target),
         cmocka_unit_test(test_bandwidth_falls_back_to_pass_throughput),
         cmocka_unit_test(test_cost_over_limit_aborts_at_once),
         cmocka_unit_test(test_timeout_aborts),
