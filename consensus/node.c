@@ -200,10 +200,8 @@ static void held_free(held_t *h)
 
 static int hold_message(raft_node_t *self, held_t *h, const raft_msg_t *msg)
 {
-    raft_msg_t copy = *msg;
-    copy.commit = send_policy_commit(msg, self->durable_index);
     held_msg_t *m = &h->msgs[h->n_msgs];
-    int rc = raft_msg_encode(&copy, &m->bytes, &m->len);
+    int rc = raft_msg_encode(msg, &m->bytes, &m->len);
     if (rc != 0) {
         log_warn("raft", "cannot encode %s: %s", raft_msg_type_name(msg->type), raft_strerror(rc));
         return 0;   /* as if lost on the way */
@@ -293,11 +291,13 @@ static void advance_durable_index(raft_node_t *self, const held_t *done)
     self->durable_index = index;
 }
 
-/* Releases, in order, every held record whose write is durable. */
+/* Releases, in order, every held record whose write is durable, and tells
+ * the core how far its log is on disk (which may commit entries). */
 static int release_durable(raft_node_t *self)
 {
-    bool applied_any = false;
+    bool applied_any = false, released = false;
     while (!self->failed && self->held_head && self->held_head->seq <= self->durable_seq) {
+        released = true;
         held_t *h = self->held_head;
         self->held_head = h->next;
         if (!self->held_head)
@@ -310,6 +310,8 @@ static int release_durable(raft_node_t *self)
             return -1;
         }
     }
+    if (released)
+        raft_log_durable(self->raft, self->durable_index);
     if (applied_any) {
         if (self->applied - self->last_snapshot_index >= self->cfg.snapshot_every)
             take_snapshot(self);
@@ -355,9 +357,21 @@ static int submit_write(raft_node_t *self, const raft_ready_t *rd, held_t *h)
     return 0;
 }
 
+static int drain_ready(raft_node_t *self);
+
 /* Returns -1 if storage failed: the node must stop, as Raft's guarantees
  * rest on what it promised being on disk. */
 static int process_ready(raft_node_t *self)
+{
+    do {
+        if (drain_ready(self) != 0 || release_durable(self) != 0)
+            return -1;
+    } while (!self->failed && raft_has_ready(self->raft));   /* a durable report may commit */
+    return 0;
+}
+
+/* Hands every pending Ready to the storage thread and sends what may go now. */
+static int drain_ready(raft_node_t *self)
 {
     while (!self->failed && raft_has_ready(self->raft)) {
         raft_ready_t rd;
@@ -374,13 +388,10 @@ static int process_ready(raft_node_t *self)
         bool term_or_vote_in_flight = self->term_vote_seq > self->durable_seq;
         for (size_t i = 0; i < rd.n_messages; i++) {
             const raft_msg_t *msg = &rd.messages[i];
-            if (!in_flight || send_policy_may_precede_sync(msg, term_or_vote_in_flight)) {
-                raft_msg_t early = *msg;
-                early.commit = send_policy_commit(msg, self->durable_index);
-                raft_transport_send(self->transport, &early);
-            } else {
+            if (!in_flight || send_policy_may_precede_sync(msg, term_or_vote_in_flight))
+                raft_transport_send(self->transport, msg);
+            else
                 hold_message(self, h, msg);
-            }
         }
         if (self->held_tail)
             self->held_tail->next = h;
@@ -389,7 +400,7 @@ static int process_ready(raft_node_t *self)
         self->held_tail = h;
         raft_advance(self->raft);
     }
-    return release_durable(self);
+    return 0;
 }
 
 static int on_storage(zloop_t *loop, zmq_pollitem_t *item, void *arg)
@@ -553,6 +564,7 @@ raft_node_t *raft_node_new(const raft_node_config_t *cfg, zloop_t *loop, char *e
     raft_config_defaults(&rcfg, cfg->id, cfg->seed ? cfg->seed : cfg->id);
     rcfg.election_tick = self->cfg.election_tick;
     rcfg.heartbeat_tick = self->cfg.heartbeat_tick;
+    rcfg.async_storage = true;   /* the log is written on the storage thread */
     self->raft = raft_new(&rcfg, &boot);
     raftlog_release_boot(self->log);
     self->submitted_hs = boot.hard_state;
