@@ -19,7 +19,7 @@
 #define MAX_PENDING 4096
 #define PROMOTE_CHECK_TICKS 20
 #define CATCH_UP_SLACK 16      /* a learner this close to the commit index counts as caught up */
-#define STARVED_TICKS 3        /* a tick this many periods late means the loop itself was stalled */
+#define STARVED_TICKS 3        /* a tick this many periods late: the loop was stalled (logged) */
 
 typedef struct {
     raft_node_done_fn *done;
@@ -67,7 +67,7 @@ struct raft_node {
     uint64_t durable_index;    /* the in-memory log matches the disk up to here */
     held_t *held_head, *held_tail;
     int64_t last_tick_ms;
-    uint64_t starved_ticks;
+    uint64_t catch_up_ticks;   /* zloop firings not counted (see tick_counts) */
     raft_transport_t *transport;
     fsm_t *fsm;
     zloop_t *loop;
@@ -445,30 +445,41 @@ static void promote_learners(raft_node_t *self)
 
 /* --- loop handlers -------------------------------------------------------- */
 
-/* A tick that comes STARVED_TICKS periods late means this process did not
- * run (CPU starvation, a page-in, SIGSTOP): the heartbeats that arrived
- * meanwhile still sit unread in the transport socket. Counting this tick
- * could fire the election timer before the loop reads them, so it is not
- * counted; the next one is. Raft's safety never rests on timing (no lease
- * reads here; ReadIndex confirms leadership with a heartbeat round), so this
- * only changes liveness: a starved node's timeouts run late by the stall. */
-static bool tick_is_starved(raft_node_t *self)
+/* A stall of this process (CPU starvation, a page-in, SIGSTOP, a slow
+ * handler) counts as ONE tick. zloop catches up on missed timer periods by
+ * firing them back to back once the loop runs again (tried with Debian's
+ * czmq: after a 150 ms stall in a 10 ms timer's handler, the next firings
+ * came all in the same millisecond); counted, they would age a follower's election timer by the
+ * whole stall in an instant, before the loop has read the heartbeats that
+ * queued up meanwhile - and when every process on a busy machine stalls at
+ * once, that is an election nobody needed. So a firing that comes less than
+ * half a period after the last counted tick is not counted.
+ *
+ * Sound: Raft's safety never rests on timing here (no lease reads; ReadIndex
+ * confirms leadership with a heartbeat round), ticks only decide when a node
+ * campaigns, a leader heartbeats or steps down. A stalled node merely does
+ * those later, by about the length of its stall. PreVote and CheckQuorum are
+ * unchanged; a stalled leader still looks silent to followers that ran. */
+static bool tick_counts(raft_node_t *self)
 {
     int64_t now = zclock_mono();
     int64_t gap = now - self->last_tick_ms;
-    self->last_tick_ms = now;
-    if (gap < (int64_t)STARVED_TICKS * self->cfg.tick_ms)
+    if (2 * gap < self->cfg.tick_ms) {
+        self->catch_up_ticks++;
         return false;
-    self->starved_ticks++;
-    log_debug("raft", "tick %lld ms late: loop was starved, not counted", (long long)(gap - self->cfg.tick_ms));
+    }
+    if (gap >= (int64_t)STARVED_TICKS * self->cfg.tick_ms)
+        log_debug("raft", "tick %lld ms late: the loop was stalled; it counts once", (long long)(gap - self->cfg.tick_ms));
+    self->last_tick_ms = now;
     return true;
 }
 
 static int on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     raft_node_t *self = arg;
-    if (!tick_is_starved(self))
-        raft_tick(self->raft);
+    if (!tick_counts(self))
+        return 0;
+    raft_tick(self->raft);
     if (++self->ticks % PROMOTE_CHECK_TICKS == 0) {
         promote_learners(self);
         raft_transport_maintain(self->transport);
