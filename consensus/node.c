@@ -234,7 +234,8 @@ static held_t *held_new(const raft_ready_t *rd)
         h->has_snapshot = true;
         h->snapshot = *rd->snapshot;
         h->snapshot.data = cursor;
-        memcpy(cursor, rd->snapshot->data, rd->snapshot->len);
+        if (rd->snapshot->len)
+            memcpy(cursor, rd->snapshot->data, rd->snapshot->len);
         cursor += rd->snapshot->len;
     }
     for (size_t i = 0; i < rd->n_committed; i++) {
@@ -245,7 +246,8 @@ static held_t *held_new(const raft_ready_t *rd)
         cursor += rd->committed[i].len;
     }
     h->n_committed = rd->n_committed;
-    memcpy(h->reads, rd->reads, rd->n_reads * sizeof(raft_read_state_t));
+    if (rd->n_reads)
+        memcpy(h->reads, rd->reads, rd->n_reads * sizeof(raft_read_state_t));
     h->n_reads = rd->n_reads;
     return h;
 }

@@ -604,7 +604,8 @@ static void process_async(raft_cluster_t *c, int slot, const raft_ready_t *rd)
     p->committed = copy_entries(rd->committed, rd->n_committed);
     p->n_committed = rd->n_committed;
     p->reads = xrealloc(NULL, rd->n_reads * sizeof(raft_read_state_t));
-    memcpy(p->reads, rd->reads, rd->n_reads * sizeof(raft_read_state_t));
+    if (rd->n_reads)
+        memcpy(p->reads, rd->reads, rd->n_reads * sizeof(raft_read_state_t));
     p->n_reads = rd->n_reads;
     if (nd->pending_tail)
         nd->pending_tail->next = p;
