@@ -198,17 +198,18 @@ static void held_free(held_t *h)
     free(h);
 }
 
-static int hold_message(raft_node_t *self, held_t *h, const raft_msg_t *msg)
+/* Keeps `msg`, encoded, until h's write is durable. One that cannot be
+ * encoded is logged and dropped, as raft_transport_send() would. */
+static void hold_message(held_t *h, const raft_msg_t *msg)
 {
     held_msg_t *m = &h->msgs[h->n_msgs];
     int rc = raft_msg_encode(msg, &m->bytes, &m->len);
     if (rc != 0) {
         log_warn("raft", "cannot encode %s: %s", raft_msg_type_name(msg->type), raft_strerror(rc));
-        return 0;   /* as if lost on the way */
+        return;
     }
     m->to = msg->to;
     h->n_msgs++;
-    return 0;
 }
 
 /* Copies what of `rd` must wait for the disk: committed entries, a snapshot
@@ -393,7 +394,7 @@ static int drain_ready(raft_node_t *self)
             if (!in_flight || send_policy_may_precede_sync(msg, term_or_vote_in_flight))
                 raft_transport_send(self->transport, msg);
             else
-                hold_message(self, h, msg);
+                hold_message(h, msg);
         }
         if (self->held_tail)
             self->held_tail->next = h;
