@@ -187,10 +187,12 @@ void storage_thread_destroy(storage_thread_t **self_p)
     *self_p = NULL;
 }
 
+/* Hands `w` to the thread, which may write and free it as soon as the lock
+ * is released: nothing of it is read after that. */
 static void enqueue(storage_thread_t *self, write_t *w, uint64_t *seq)
 {
     pthread_mutex_lock(&self->lock);
-    w->seq = ++self->submitted;
+    uint64_t n = w->seq = ++self->submitted;
     if (self->tail)
         self->tail->next = w;
     else
@@ -199,7 +201,7 @@ static void enqueue(storage_thread_t *self, write_t *w, uint64_t *seq)
     pthread_cond_signal(&self->wake);
     pthread_mutex_unlock(&self->lock);
     if (seq)
-        *seq = w->seq;
+        *seq = n;
 }
 
 /* Copies a snapshot's data to `*cursor` and advances it. */
