@@ -1,8 +1,15 @@
-/* node.c - see node.h. The Ready loop here follows the contract in raft.h
- * step by step: persist, send, apply, advance. */
+/* node.c - see node.h. The Ready loop here follows the contract in raft.h,
+ * with step 1 (persist) on the storage thread (storage_thread.h): each Ready
+ * is copied to it and advanced at once; what depends on the write (its held
+ * messages, the entries to apply, reads to answer) waits in a "held" record
+ * until the thread reports the write durable. send_policy.h says which
+ * messages may leave before that; docs/consensus.md explains why it is safe. */
 #include "consensus/node.h"
 #include "common/log.h"
+#include "consensus/raft_codec.h"
 #include "consensus/raftlog.h"
+#include "consensus/send_policy.h"
+#include "consensus/storage_thread.h"
 #include "consensus/transport.h"
 
 #include <errno.h>
@@ -12,6 +19,7 @@
 #define MAX_PENDING 4096
 #define PROMOTE_CHECK_TICKS 20
 #define CATCH_UP_SLACK 16      /* a learner this close to the commit index counts as caught up */
+#define STARVED_TICKS 3        /* a tick this many periods late: the loop was stalled (logged) */
 
 typedef struct {
     raft_node_done_fn *done;
@@ -22,10 +30,44 @@ typedef struct {
     uint64_t index, term;      /* 0 until known */
 } pending_t;
 
+typedef struct {
+    uint64_t to;
+    uint8_t *bytes;            /* raft_msg_encode()d */
+    size_t len;
+} held_msg_t;
+
+/* What one Ready left to do once its write (and every earlier one) is durable. */
+typedef struct held {
+    struct held *next;
+    uint64_t seq;              /* the storage write it waits for */
+    uint64_t log_tail;         /* the log's last index once that write is durable */
+    uint64_t rewrite_from;     /* first index that write replaces (UINT64_MAX: none) */
+    held_msg_t *msgs;
+    size_t n_msgs;
+    raft_entry_t *committed;   /* to apply; data in `payload` */
+    size_t n_committed;
+    bool has_snapshot;         /* a snapshot from the leader, to restore */
+    raft_snapshot_t snapshot;  /* data in `payload` */
+    raft_read_state_t *reads;
+    size_t n_reads;
+    uint8_t *payload;
+} held_t;
+
 struct raft_node {
     raft_node_config_t cfg;
     raft_t *raft;
     raftlog_t *log;
+    storage_thread_t *storage;
+    zmq_pollitem_t storage_item;
+    uint64_t submitted_seq;    /* newest write handed to the storage thread */
+    uint64_t durable_seq;      /* newest write on disk (with all before it) */
+    uint64_t term_vote_seq;    /* newest write that changes the term or the vote */
+    raft_hard_state_t submitted_hs;
+    uint64_t submitted_tail;   /* the log's last index once every submitted write lands */
+    uint64_t durable_index;    /* the in-memory log matches the disk up to here */
+    held_t *held_head, *held_tail;
+    int64_t last_tick_ms;
+    uint64_t catch_up_ticks;   /* zloop firings not counted (see tick_counts) */
     raft_transport_t *transport;
     fsm_t *fsm;
     zloop_t *loop;
@@ -109,9 +151,10 @@ static void take_snapshot(raft_node_t *self)
     msgpack_sbuffer buf;
     msgpack_sbuffer_init(&buf);
     fsm_snapshot(self->fsm, &buf);
+    /* applied <= durable_index: the snapshot never runs ahead of the disk log. */
     int rc = raft_compact(self->raft, self->applied, buf.data, buf.size);
     const raft_snapshot_t *snap = raft_snapshot(self->raft);
-    if (rc == 0 && snap && raftlog_save_snapshot(self->log, snap) == 0 && raftlog_compact(self->log, snap->index) == 0) {
+    if (rc == 0 && snap && storage_thread_submit_snapshot(self->storage, snap, &self->submitted_seq) == 0) {
         self->last_snapshot_index = snap->index;
         log_debug("raft", "snapshot at %llu (%zu bytes)", (unsigned long long)snap->index, buf.size);
     } else if (rc != 0) {
@@ -120,10 +163,10 @@ static void take_snapshot(raft_node_t *self)
     msgpack_sbuffer_destroy(&buf);
 }
 
-static void apply_committed(raft_node_t *self, const raft_ready_t *rd)
+static void apply_committed(raft_node_t *self, const held_t *h)
 {
-    for (size_t i = 0; i < rd->n_committed; i++) {
-        const raft_entry_t *e = &rd->committed[i];
+    for (size_t i = 0; i < h->n_committed; i++) {
+        const raft_entry_t *e = &h->committed[i];
         if (e->index <= self->applied)
             continue;
         fsm_result_t result = { 0 };
@@ -140,46 +183,138 @@ static void apply_committed(raft_node_t *self, const raft_ready_t *rd)
     }
 }
 
-/* Returns -1 if storage failed: the node must stop, as Raft's guarantees
- * rest on what it promised being on disk. */
-static int process_ready(raft_node_t *self)
+/* --- held work ------------------------------------------------------------- */
+
+static void held_free(held_t *h)
 {
-    bool applied_any = false;
-    while (!self->failed && raft_has_ready(self->raft)) {
-        raft_ready_t rd;
-        raft_ready(self->raft, &rd);
-        int rc = raftlog_persist_ready(self->log, &rd);
+    if (!h)
+        return;
+    for (size_t i = 0; i < h->n_msgs; i++)
+        free(h->msgs[i].bytes);
+    free(h->msgs);
+    free(h->committed);
+    free(h->reads);
+    free(h->payload);
+    free(h);
+}
+
+/* Keeps `msg`, encoded, until h's write is durable. One that cannot be
+ * encoded is logged and dropped, as raft_transport_send() would. */
+static void hold_message(held_t *h, const raft_msg_t *msg)
+{
+    held_msg_t *m = &h->msgs[h->n_msgs];
+    int rc = raft_msg_encode(msg, &m->bytes, &m->len);
+    if (rc != 0) {
+        log_warn("raft", "cannot encode %s: %s", raft_msg_type_name(msg->type), raft_strerror(rc));
+        return;
+    }
+    m->to = msg->to;
+    h->n_msgs++;
+}
+
+/* Copies what of `rd` must wait for the disk: committed entries, a snapshot
+ * to restore, read states (messages are added by the caller). */
+static held_t *held_new(const raft_ready_t *rd)
+{
+    held_t *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    size_t bytes = rd->snapshot ? rd->snapshot->len : 0;
+    for (size_t i = 0; i < rd->n_committed; i++)
+        bytes += rd->committed[i].len;
+    h->payload = malloc(bytes ? bytes : 1);
+    h->msgs = calloc(rd->n_messages ? rd->n_messages : 1, sizeof(held_msg_t));
+    h->committed = calloc(rd->n_committed ? rd->n_committed : 1, sizeof(raft_entry_t));
+    h->reads = calloc(rd->n_reads ? rd->n_reads : 1, sizeof(raft_read_state_t));
+    if (!h->payload || !h->msgs || !h->committed || !h->reads) {
+        held_free(h);
+        return NULL;
+    }
+    uint8_t *cursor = h->payload;
+    if (rd->snapshot) {
+        h->has_snapshot = true;
+        h->snapshot = *rd->snapshot;
+        h->snapshot.data = cursor;
+        if (rd->snapshot->len)
+            memcpy(cursor, rd->snapshot->data, rd->snapshot->len);
+        cursor += rd->snapshot->len;
+    }
+    for (size_t i = 0; i < rd->n_committed; i++) {
+        h->committed[i] = rd->committed[i];
+        h->committed[i].data = cursor;
+        if (rd->committed[i].len)
+            memcpy(cursor, rd->committed[i].data, rd->committed[i].len);
+        cursor += rd->committed[i].len;
+    }
+    h->n_committed = rd->n_committed;
+    if (rd->n_reads)
+        memcpy(h->reads, rd->reads, rd->n_reads * sizeof(raft_read_state_t));
+    h->n_reads = rd->n_reads;
+    return h;
+}
+
+/* Runs one held record whose write is durable: send, restore, apply, reads.
+ * Returns -1 if the state machine cannot restore the leader's snapshot. */
+static int release(raft_node_t *self, held_t *h, bool *applied_any)
+{
+    for (size_t i = 0; i < h->n_msgs; i++)
+        raft_transport_send_encoded(self->transport, h->msgs[i].to, h->msgs[i].bytes, h->msgs[i].len);
+    if (h->has_snapshot) {
+        char err[256];
+        if (fsm_restore(self->fsm, h->snapshot.data, h->snapshot.len, err, sizeof(err)) != 0) {
+            log_error("raft", "snapshot at %llu does not restore: %s; stopping",
+                      (unsigned long long)h->snapshot.index, err);
+            return -1;
+        }
+        self->applied = h->snapshot.index;
+        self->last_snapshot_index = h->snapshot.index;
+        complete_entry(self, h->snapshot.index + 1, 0, NULL);   /* anything older: outcome unknown here */
+        *applied_any = true;
+    }
+    if (h->n_committed) {
+        apply_committed(self, h);
+        *applied_any = true;
+    }
+    for (size_t i = 0; i < h->n_reads; i++)
+        for (size_t j = 0; j < self->pending_count; j++)
+            if (self->pending[j].is_read && self->pending[j].id == h->reads[i].context)
+                self->pending[j].index = h->reads[i].index ? h->reads[i].index : 1;
+    complete_reads(self);
+    return 0;
+}
+
+/* The durable prefix once the write of `done` landed: its log tail, but not
+ * past where a later write (still in flight) replaces entries. */
+static void advance_durable_index(raft_node_t *self, const held_t *done)
+{
+    uint64_t index = done->log_tail;
+    for (const held_t *h = self->held_head; h; h = h->next)
+        if (h->rewrite_from != UINT64_MAX && h->rewrite_from - 1 < index)
+            index = h->rewrite_from - 1;
+    self->durable_index = index;
+}
+
+/* Releases, in order, every held record whose write is durable, and tells
+ * the core how far its log is on disk (which may commit entries). */
+static int release_durable(raft_node_t *self)
+{
+    bool applied_any = false, released = false;
+    while (!self->failed && self->held_head && self->held_head->seq <= self->durable_seq) {
+        released = true;
+        held_t *h = self->held_head;
+        self->held_head = h->next;
+        if (!self->held_head)
+            self->held_tail = NULL;
+        advance_durable_index(self, h);
+        int rc = release(self, h, &applied_any);
+        held_free(h);
         if (rc != 0) {
-            log_error("raft", "cannot persist to %s: %s; stopping", self->cfg.dir, strerror(-rc));
             self->failed = true;
             return -1;
         }
-        for (size_t i = 0; i < rd.n_messages; i++)
-            raft_transport_send(self->transport, &rd.messages[i]);
-        if (rd.snapshot) {
-            char err[256];
-            if (fsm_restore(self->fsm, rd.snapshot->data, rd.snapshot->len, err, sizeof(err)) != 0) {
-                log_error("raft", "snapshot at %llu does not restore: %s; stopping",
-                          (unsigned long long)rd.snapshot->index, err);
-                self->failed = true;
-                return -1;
-            }
-            self->applied = rd.snapshot->index;
-            self->last_snapshot_index = rd.snapshot->index;
-            complete_entry(self, rd.snapshot->index + 1, 0, NULL);   /* anything older: outcome unknown here */
-            applied_any = true;
-        }
-        if (rd.n_committed) {
-            apply_committed(self, &rd);
-            applied_any = true;
-        }
-        for (size_t i = 0; i < rd.n_reads; i++)
-            for (size_t j = 0; j < self->pending_count; j++)
-                if (self->pending[j].is_read && self->pending[j].id == rd.reads[i].context)
-                    self->pending[j].index = rd.reads[i].index ? rd.reads[i].index : 1;
-        raft_advance(self->raft);
-        complete_reads(self);
     }
+    if (released)
+        raft_log_durable(self->raft, self->durable_index);
     if (applied_any) {
         if (self->applied - self->last_snapshot_index >= self->cfg.snapshot_every)
             take_snapshot(self);
@@ -187,6 +322,102 @@ static int process_ready(raft_node_t *self)
             self->cfg.on_apply(self->cfg.on_apply_ctx);
     }
     return 0;
+}
+
+/* --- the Ready loop ------------------------------------------------------- */
+
+/* Step 1 of the contract, handed to the storage thread: queues rd's write
+ * if it has one, and records in `h` which write its effects wait for. */
+static int submit_write(raft_node_t *self, const raft_ready_t *rd, held_t *h)
+{
+    bool term_or_vote = rd->has_hard_state && (rd->hard_state.term != self->submitted_hs.term ||
+                                               rd->hard_state.vote != self->submitted_hs.vote);
+    h->rewrite_from = UINT64_MAX;
+    if (rd->snapshot || rd->n_entries || term_or_vote) {
+        int rc = storage_thread_submit_ready(self->storage, rd, &self->submitted_seq);
+        if (rc != 0)
+            return rc;
+        if (rd->has_hard_state)
+            self->submitted_hs = rd->hard_state;
+        if (term_or_vote)
+            self->term_vote_seq = self->submitted_seq;
+        if (rd->snapshot) {
+            h->rewrite_from = rd->snapshot->index + 1;
+            self->submitted_tail = rd->snapshot->index;
+        }
+        if (rd->n_entries) {
+            if (rd->entries[0].index < h->rewrite_from)
+                h->rewrite_from = rd->entries[0].index;
+            self->submitted_tail = rd->entries[rd->n_entries - 1].index;
+        }
+        if (h->rewrite_from != UINT64_MAX && h->rewrite_from - 1 < self->durable_index)
+            self->durable_index = h->rewrite_from - 1;
+    }
+    /* A commit-only change is not written: it rides along with the next
+     * write and with raftlog_destroy() (raftlog.h). */
+    h->seq = self->submitted_seq;
+    h->log_tail = self->submitted_tail;
+    return 0;
+}
+
+static int drain_ready(raft_node_t *self);
+
+/* Returns -1 if storage failed: the node must stop, as Raft's guarantees
+ * rest on what it promised being on disk. */
+static int process_ready(raft_node_t *self)
+{
+    do {
+        if (drain_ready(self) != 0 || release_durable(self) != 0)
+            return -1;
+    } while (!self->failed && raft_has_ready(self->raft));   /* a durable report may commit */
+    return 0;
+}
+
+/* Hands every pending Ready to the storage thread and sends what may go now. */
+static int drain_ready(raft_node_t *self)
+{
+    while (!self->failed && raft_has_ready(self->raft)) {
+        raft_ready_t rd;
+        raft_ready(self->raft, &rd);
+        held_t *h = held_new(&rd);
+        int rc = h ? submit_write(self, &rd, h) : -ENOMEM;
+        if (rc != 0) {
+            log_error("raft", "cannot persist to %s: %s; stopping", self->cfg.dir, strerror(-rc));
+            held_free(h);
+            self->failed = true;
+            return -1;
+        }
+        bool in_flight = h->seq > self->durable_seq;
+        bool term_or_vote_in_flight = self->term_vote_seq > self->durable_seq;
+        for (size_t i = 0; i < rd.n_messages; i++) {
+            const raft_msg_t *msg = &rd.messages[i];
+            if (!in_flight || send_policy_may_precede_sync(msg, term_or_vote_in_flight))
+                raft_transport_send(self->transport, msg);
+            else
+                hold_message(h, msg);
+        }
+        if (self->held_tail)
+            self->held_tail->next = h;
+        else
+            self->held_head = h;
+        self->held_tail = h;
+        raft_advance(self->raft);
+    }
+    return 0;
+}
+
+static int on_storage(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    raft_node_t *self = arg;
+    int rc = storage_thread_collect(self->storage, &self->durable_seq);
+    if (rc != 0) {
+        log_error("raft", "cannot persist to %s: %s; stopping", self->cfg.dir, strerror(-rc));
+        self->failed = true;
+        return -1;
+    }
+    if (release_durable(self) != 0)
+        return -1;
+    return process_ready(self);
 }
 
 /* The leader promotes caught-up learners while voters are fewer than wanted. */
@@ -217,9 +448,40 @@ static void promote_learners(raft_node_t *self)
 
 /* --- loop handlers -------------------------------------------------------- */
 
+/* A stall of this process (CPU starvation, a page-in, SIGSTOP, a slow
+ * handler) counts as ONE tick. zloop catches up on missed timer periods by
+ * firing them back to back once the loop runs again (tried with Debian's
+ * czmq: after a 150 ms stall in a 10 ms timer's handler, the next firings
+ * came all in the same millisecond); counted, they would age a follower's election timer by the
+ * whole stall in an instant, before the loop has read the heartbeats that
+ * queued up meanwhile - and when every process on a busy machine stalls at
+ * once, that is an election nobody needed. So a firing that comes less than
+ * half a period after the last counted tick is not counted.
+ *
+ * Sound: Raft's safety never rests on timing here (no lease reads; ReadIndex
+ * confirms leadership with a heartbeat round), ticks only decide when a node
+ * campaigns, a leader heartbeats or steps down. A stalled node merely does
+ * those later, by about the length of its stall. PreVote and CheckQuorum are
+ * unchanged; a stalled leader still looks silent to followers that ran. */
+static bool tick_counts(raft_node_t *self)
+{
+    int64_t now = zclock_mono();
+    int64_t gap = now - self->last_tick_ms;
+    if (2 * gap < self->cfg.tick_ms) {
+        self->catch_up_ticks++;
+        return false;
+    }
+    if (gap >= (int64_t)STARVED_TICKS * self->cfg.tick_ms)
+        log_debug("raft", "tick %lld ms late: the loop was stalled; it counts once", (long long)(gap - self->cfg.tick_ms));
+    self->last_tick_ms = now;
+    return true;
+}
+
 static int on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     raft_node_t *self = arg;
+    if (!tick_counts(self))
+        return 0;
     raft_tick(self->raft);
     if (++self->ticks % PROMOTE_CHECK_TICKS == 0) {
         promote_learners(self);
@@ -316,10 +578,18 @@ raft_node_t *raft_node_new(const raft_node_config_t *cfg, zloop_t *loop, char *e
     raft_config_defaults(&rcfg, cfg->id, cfg->seed ? cfg->seed : cfg->id);
     rcfg.election_tick = self->cfg.election_tick;
     rcfg.heartbeat_tick = self->cfg.heartbeat_tick;
+    rcfg.async_storage = true;   /* the log is written on the storage thread */
     self->raft = raft_new(&rcfg, &boot);
     raftlog_release_boot(self->log);
+    self->submitted_hs = boot.hard_state;
+    self->submitted_tail = self->durable_index = raftlog_last_index(self->log);
     if (!self->raft) {
         snprintf(err, errlen, "the Raft state in %s does not load (see the log above)", cfg->dir);
+        goto fail;
+    }
+    self->storage = storage_thread_new(self->log, NULL);
+    if (!self->storage) {
+        snprintf(err, errlen, "cannot start the storage thread: %s", strerror(errno));
         goto fail;
     }
     if (cfg->bootstrap && empty) {
@@ -335,6 +605,9 @@ raft_node_t *raft_node_new(const raft_node_config_t *cfg, zloop_t *loop, char *e
     if (!self->transport)
         goto fail;
     self->timer_id = zloop_timer(loop, (size_t)self->cfg.tick_ms, 0, on_tick, self);
+    self->last_tick_ms = zclock_mono();
+    self->storage_item = (zmq_pollitem_t){ .fd = storage_thread_fd(self->storage), .events = ZMQ_POLLIN };
+    zloop_poller(loop, &self->storage_item, on_storage, self);
     zloop_reader(loop, raft_transport_socket(self->transport), on_transport, self);
     zloop_reader_set_tolerant(loop, raft_transport_socket(self->transport));
     if (process_ready(self) != 0) {
@@ -357,6 +630,13 @@ void raft_node_destroy(raft_node_t **self_p)
     if (self->loop && self->transport) {
         zloop_timer_end(self->loop, self->timer_id);
         zloop_reader_end(self->loop, raft_transport_socket(self->transport));
+        zloop_poller_end(self->loop, &self->storage_item);
+    }
+    storage_thread_destroy(&self->storage);   /* finishes queued writes */
+    while (self->held_head) {                 /* never sent: as if lost */
+        held_t *h = self->held_head;
+        self->held_head = h->next;
+        held_free(h);
     }
     raft_transport_destroy(&self->transport);
     raft_destroy(&self->raft);

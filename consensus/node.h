@@ -12,7 +12,12 @@
  * (index, term), and the follower completes the request once it has applied
  * that entry itself - so the caller always sees its own write. A proposal
  * whose entry is replaced by another (a leader change) fails with
- * RAFT_ERR_NOT_LEADER, and one with no answer in time with -ETIMEDOUT. */
+ * RAFT_ERR_NOT_LEADER, and one with no answer in time with -ETIMEDOUT.
+ *
+ * The log is written on a storage thread (storage_thread.h), never on the
+ * loop: a slow fsync does not delay ticks, heartbeats or the transport.
+ * Messages that promise what is being written, and the applying of entries,
+ * wait until it is durable (docs/consensus.md, "The node"). */
 #ifndef FERRY_RAFT_NODE_H
 #define FERRY_RAFT_NODE_H
 

@@ -144,7 +144,7 @@ raft_t *raft_new(const raft_config_t *cfg, const raft_boot_t *boot)
         }
     }
     r->applied = r->log.snap.index;
-    r->stabled = memlog_last(&r->log);
+    r->stabled = r->durable = memlog_last(&r->log);
     raft_reload_conf(r);
     raft_become_follower(r, r->term, RAFT_NONE);
     return r;
@@ -559,6 +559,15 @@ void raft_advance(raft_t *r)
         r->applied = r->ready_applied;
     r->n_out = 0;
     r->n_read_states = 0;
+}
+
+void raft_log_durable(raft_t *r, uint64_t index)
+{
+    if (r->in_ready)
+        return;   /* not allowed now (raft.h); the shell reports again later */
+    uint64_t last = memlog_last(&r->log);
+    r->durable = index < last ? index : last;
+    raft_maybe_commit(r);
 }
 
 /* --- inspection ---------------------------------------------------------- */

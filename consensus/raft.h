@@ -190,6 +190,7 @@ typedef struct {
     int heartbeat_tick;       /* leader heartbeat period; default 2 */
     bool pre_vote;            /* ask before disrupting (thesis 9.6) */
     bool check_quorum;        /* a leader without a live quorum steps down */
+    bool async_storage;       /* the shell persists off its loop: see raft_log_durable() */
     size_t max_msg_entries;   /* batching: entries per AppendEntries; default 256 */
     size_t max_msg_bytes;     /* ... payload bytes per AppendEntries; default 1 MiB */
     size_t max_inflight;      /* pipelining: unacknowledged appends per follower; default 64 */
@@ -269,6 +270,18 @@ bool raft_has_ready(const raft_t *r);
 int raft_ready(raft_t *r, raft_ready_t *rd);
 /* Everything in the last Ready was persisted, sent and applied. */
 void raft_advance(raft_t *r);
+
+/* Asynchronous storage (cfg.async_storage). A shell may instead copy a
+ * Ready, call raft_advance() at once and persist on another thread, holding
+ * back the messages that promise what it persists (consensus/send_policy.h)
+ * and applying committed entries once their Ready is durable. Then the core
+ * must not count the leader's own log towards the commit index before it is
+ * on disk: the shell reports the durable prefix of the log with
+ * raft_log_durable() (never between raft_ready() and raft_advance()), and
+ * the leader counts its own log only up to there - as etcd raft does with
+ * asynchronous storage writes. Without async_storage the leader counts its
+ * whole log, which the synchronous contract above has made durable. */
+void raft_log_durable(raft_t *r, uint64_t index);
 
 /* --- inspection --------------------------------------------------------- */
 

@@ -128,6 +128,7 @@ struct raft {
     uint64_t commit;
     uint64_t applied;          /* last index handed out to apply */
     uint64_t stabled;          /* last index handed out to persist */
+    uint64_t durable;          /* async_storage: the log is on disk up to here */
     bool snap_unstable;        /* a received snapshot awaits persisting */
     raft_hard_state_t persisted_hs;
 
@@ -186,6 +187,8 @@ int raft_append_local(raft_t *r, raft_entry_type_t type, const void *data, size_
 void raft_become_follower(raft_t *r, uint64_t term, uint64_t leader);
 void raft_become_leader(raft_t *r);
 void raft_start_campaign(raft_t *r, bool pre_vote, bool force);
+/* How far the leader's own log counts towards a quorum. */
+uint64_t raft_self_match(const raft_t *r);
 bool raft_maybe_commit(raft_t *r);
 bool raft_send_append(raft_t *r, progress_t *pr, bool send_if_empty);
 void raft_bcast_append(raft_t *r);

@@ -244,11 +244,17 @@ static uint64_t quorum_value(const raft_t *r, uint64_t self_value, bool use_read
     return values[raft_conf_quorum(&r->conf) - 1];
 }
 
+uint64_t raft_self_match(const raft_t *r)
+{
+    uint64_t last = memlog_last(&r->log);
+    return r->cfg.async_storage && r->durable < last ? r->durable : last;
+}
+
 bool raft_maybe_commit(raft_t *r)
 {
     if (r->role != RAFT_LEADER)
         return false;
-    uint64_t index = quorum_value(r, memlog_last(&r->log), false);
+    uint64_t index = quorum_value(r, raft_self_match(r), false);
     uint64_t term;
     /* Only entries of the current term commit by counting (paper 5.4.2). */
     if (index <= r->commit || !memlog_term(&r->log, index, &term) || term != r->term)
@@ -438,6 +444,8 @@ static void handle_append(raft_t *r, const raft_msg_t *m)
             memlog_truncate(&r->log, e->index);
             if (r->stabled >= e->index)
                 r->stabled = e->index - 1;
+            if (r->durable >= e->index)
+                r->durable = e->index - 1;
             conf_touched |= r->conf_index >= e->index;
             break;
         }
@@ -477,6 +485,8 @@ static void handle_snapshot(raft_t *r, const raft_msg_t *m)
         log_debug("raft", "%" PRIu64 " restores snapshot %" PRIu64 "/%" PRIu64 " from %" PRIu64,
                   r->id, s->index, s->term, m->from);
         r->commit = r->applied = r->stabled = s->index;
+        if (r->durable > s->index)
+            r->durable = s->index;
         r->snap_unstable = true;
         raft_apply_conf(r, &s->conf, s->index);
     }

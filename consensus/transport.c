@@ -230,6 +230,11 @@ int raft_transport_send(raft_transport_t *self, const raft_msg_t *msg)
     return rc;
 }
 
+int raft_transport_send_encoded(raft_transport_t *self, uint64_t to, const uint8_t *bytes, size_t len)
+{
+    return send_frames(self, to, TRANSPORT_RAFT, bytes, len);
+}
+
 static void put_u64(uint8_t *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)

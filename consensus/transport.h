@@ -63,6 +63,9 @@ void raft_transport_maintain(raft_transport_t *self);
 /* Encodes and sends to msg->to. Returns 0, or -1 if the peer is unknown or
  * its queue is full (the message is dropped). */
 int raft_transport_send(raft_transport_t *self, const raft_msg_t *msg);
+/* Sends a message raft_msg_encode() made earlier (held until the log was
+ * durable); same result as raft_transport_send(). */
+int raft_transport_send_encoded(raft_transport_t *self, uint64_t to, const uint8_t *bytes, size_t len);
 int raft_transport_forward(raft_transport_t *self, uint64_t leader, uint64_t request_id, const void *payload,
                            size_t len);
 /* Answers a FORWARD that arrived as `in`. */

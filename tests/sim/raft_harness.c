@@ -2,6 +2,7 @@
 #include "raft_harness.h"
 
 #include "consensus/raft_codec.h"
+#include "consensus/send_policy.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -88,9 +89,33 @@ typedef struct {
     size_t n, cap;
 } disk_t;
 
+/* Asynchronous storage: one Ready's write and what waits for it. */
+typedef struct pending {
+    struct pending *next;
+    bool is_write;
+    raft_snapshot_t snap;    /* snap.index 0: none; data owned */
+    raft_entry_t *ents;      /* data owned */
+    size_t n_ents;
+    bool has_hs;
+    raft_hard_state_t hs;
+    bool term_vote;          /* changes term or vote */
+    uint64_t log_tail, rewrite_from;
+    uint8_t **msgs;          /* encoded, held until durable */
+    size_t *msg_lens;
+    int *msg_to;
+    size_t n_msgs;
+    raft_entry_t *committed; /* data owned */
+    size_t n_committed;
+    raft_read_state_t *reads;
+    size_t n_reads;
+} pending_t;
+
 typedef struct {
     uint64_t id;
     raft_t *raft;            /* NULL while down */
+    pending_t *pending, *pending_tail;
+    raft_hard_state_t submitted_hs;
+    uint64_t submitted_tail, durable_index;
     disk_t disk;
     kv_t kv;
     uint64_t applied;
@@ -406,6 +431,220 @@ static void check_node(raft_cluster_t *c, node_t *nd)
 
 /* --- Ready processing ----------------------------------------------------- */
 
+/* --- asynchronous storage ------------------------------------------------ */
+
+static raft_entry_t *copy_entries(const raft_entry_t *src, size_t n)
+{
+    raft_entry_t *out = xrealloc(NULL, n * sizeof(raft_entry_t));
+    for (size_t i = 0; i < n; i++) {
+        out[i] = src[i];
+        out[i].data = xmemdup(src[i].data, src[i].len);
+    }
+    return out;
+}
+
+static void free_entries(raft_entry_t *ents, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free((void *)ents[i].data);
+    free(ents);
+}
+
+static void pending_free(pending_t *p)
+{
+    free((void *)p->snap.data);
+    free_entries(p->ents, p->n_ents);
+    for (size_t i = 0; i < p->n_msgs; i++)
+        free(p->msgs[i]);
+    free(p->msgs);
+    free(p->msg_lens);
+    free(p->msg_to);
+    free_entries(p->committed, p->n_committed);
+    free(p->reads);
+    free(p);
+}
+
+/* Writes p's snapshot, entries and hard state to the disk model. */
+static void pending_persist(raft_cluster_t *c, node_t *nd, const pending_t *p)
+{
+    if (p->snap.index)
+        disk_set_snapshot(&nd->disk, &p->snap, false);
+    for (size_t i = 0; i < p->n_ents; i++)
+        disk_append(c, nd, &p->ents[i]);
+    if (p->has_hs)
+        nd->disk.hs = p->hs;
+}
+
+static void send_one(raft_cluster_t *c, int from, int to, const uint8_t *buf, size_t len)
+{
+    if (to >= 0 && c->opt.send)
+        c->opt.send(c->opt.ctx, from, to, buf, len);
+}
+
+static void apply_entry(raft_cluster_t *c, int slot, const raft_entry_t *e);
+
+/* The effects of a durable write: held messages, restore, apply, reads. */
+static void pending_release(raft_cluster_t *c, int slot, const pending_t *p)
+{
+    node_t *nd = &c->nodes[slot];
+    for (size_t i = 0; i < p->n_msgs; i++)
+        send_one(c, slot, p->msg_to[i], p->msgs[i], p->msg_lens[i]);
+    if (p->snap.index) {
+        kv_restore(&nd->kv, p->snap.data, p->snap.len);
+        nd->applied = p->snap.index;
+        c->snapshots_installed++;
+    }
+    for (size_t i = 0; i < p->n_committed; i++)
+        apply_entry(c, slot, &p->committed[i]);
+    for (size_t i = 0; i < p->n_reads; i++)
+        if (c->opt.on_read)
+            c->opt.on_read(c->opt.ctx, slot, p->reads[i].context, p->reads[i].index);
+}
+
+/* Makes the first `n` pending writes durable and releases what waited. */
+static void flush_pending(raft_cluster_t *c, int slot, size_t n)
+{
+    node_t *nd = &c->nodes[slot];
+    bool any = false;
+    while (n-- > 0 && nd->pending) {
+        pending_t *p = nd->pending;
+        nd->pending = p->next;
+        if (!nd->pending)
+            nd->pending_tail = NULL;
+        pending_persist(c, nd, p);
+        uint64_t durable = p->log_tail;   /* not past a later write's cut */
+        for (const pending_t *q = nd->pending; q; q = q->next)
+            if (q->rewrite_from && q->rewrite_from - 1 < durable)
+                durable = q->rewrite_from - 1;
+        nd->durable_index = durable;
+        pending_release(c, slot, p);
+        pending_free(p);
+        any = true;
+    }
+    if (any && nd->raft)
+        raft_log_durable(nd->raft, nd->durable_index);
+}
+
+static bool pending_term_vote(const node_t *nd)
+{
+    for (const pending_t *p = nd->pending; p; p = p->next)
+        if (p->term_vote)
+            return true;
+    return false;
+}
+
+static void hold_message(raft_cluster_t *c, const node_t *nd, pending_t *p, const raft_msg_t *m)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = raft_msg_encode(m, &buf, &len);
+    if (rc != 0) {
+        violation(c, "node %" PRIu64 ": cannot encode its %s: %s", nd->id, raft_msg_type_name(m->type),
+                  raft_strerror(rc));
+        return;
+    }
+    p->msgs[p->n_msgs] = buf;
+    p->msg_lens[p->n_msgs] = len;
+    p->msg_to[p->n_msgs] = rc_slot(c, m->to);
+    p->n_msgs++;
+}
+
+/* Queues rd as a pending write (or runs it at once if nothing waits). */
+static void process_async(raft_cluster_t *c, int slot, const raft_ready_t *rd)
+{
+    node_t *nd = &c->nodes[slot];
+    pending_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        abort();
+    p->term_vote = rd->has_hard_state && (rd->hard_state.term != nd->submitted_hs.term ||
+                                          rd->hard_state.vote != nd->submitted_hs.vote);
+    p->is_write = rd->snapshot || rd->n_entries || p->term_vote;
+    if (p->is_write) {
+        if (rd->snapshot) {
+            p->snap = *rd->snapshot;
+            p->snap.data = xmemdup(rd->snapshot->data, rd->snapshot->len);
+            p->rewrite_from = rd->snapshot->index + 1;
+            nd->submitted_tail = rd->snapshot->index;
+        }
+        if (rd->n_entries) {
+            p->ents = copy_entries(rd->entries, rd->n_entries);
+            p->n_ents = rd->n_entries;
+            if (!p->rewrite_from || rd->entries[0].index < p->rewrite_from)
+                p->rewrite_from = rd->entries[0].index;
+            nd->submitted_tail = rd->entries[rd->n_entries - 1].index;
+        }
+        p->has_hs = rd->has_hard_state;
+        p->hs = rd->hard_state;
+        if (rd->has_hard_state)
+            nd->submitted_hs = rd->hard_state;
+        if (p->rewrite_from && p->rewrite_from - 1 < nd->durable_index)
+            nd->durable_index = p->rewrite_from - 1;
+    }
+    p->log_tail = nd->submitted_tail;
+    bool waits = p->is_write || nd->pending;
+    bool term_vote = p->term_vote || pending_term_vote(nd);
+    p->msgs = xrealloc(NULL, rd->n_messages * sizeof(uint8_t *));
+    p->msg_lens = xrealloc(NULL, rd->n_messages * sizeof(size_t));
+    p->msg_to = xrealloc(NULL, rd->n_messages * sizeof(int));
+    for (size_t i = 0; i < rd->n_messages; i++) {
+        const raft_msg_t *m = &rd->messages[i];
+        if (!waits || send_policy_may_precede_sync(m, term_vote)) {
+            uint8_t *buf;
+            size_t len;
+            if (raft_msg_encode(m, &buf, &len) != 0) {
+                violation(c, "node %" PRIu64 ": cannot encode its %s", nd->id, raft_msg_type_name(m->type));
+                continue;
+            }
+            send_one(c, slot, rc_slot(c, m->to), buf, len);
+            free(buf);
+        } else {
+            hold_message(c, nd, p, m);
+        }
+    }
+    p->committed = copy_entries(rd->committed, rd->n_committed);
+    p->n_committed = rd->n_committed;
+    p->reads = xrealloc(NULL, rd->n_reads * sizeof(raft_read_state_t));
+    if (rd->n_reads)
+        memcpy(p->reads, rd->reads, rd->n_reads * sizeof(raft_read_state_t));
+    p->n_reads = rd->n_reads;
+    if (nd->pending_tail)
+        nd->pending_tail->next = p;
+    else
+        nd->pending = p;
+    nd->pending_tail = p;
+    if (!waits)
+        flush_pending(c, slot, 1);   /* nothing to write: its effects go now */
+}
+
+/* A crash with writes in flight: a prefix of them reached the disk (whole
+ * writes, then some entries of the next), the rest is lost unsent. */
+static void crash_pending(raft_cluster_t *c, node_t *nd)
+{
+    size_t n = 0;
+    for (const pending_t *p = nd->pending; p; p = p->next)
+        n++;
+    size_t keep = c->opt.rng && n ? (size_t)rng_below(c->opt.rng, n + 1) : 0;
+    size_t k = 0;
+    for (const pending_t *p = nd->pending; p; p = p->next, k++) {
+        if (k < keep) {
+            pending_persist(c, nd, p);
+        } else if (p->n_ents && !p->snap.index && c->opt.rng) {   /* torn: some entries, no hard state */
+            size_t part = (size_t)rng_below(c->opt.rng, p->n_ents + 1);
+            for (size_t i = 0; i < part; i++)
+                disk_append(c, nd, &p->ents[i]);
+            break;
+        } else {
+            break;
+        }
+    }
+    while (nd->pending) {
+        pending_t *p = nd->pending;
+        nd->pending = p->next;
+        pending_free(p);
+    }
+    nd->pending_tail = NULL;
+}
+
 static void send_all(raft_cluster_t *c, int from, const raft_ready_t *rd)
 {
     for (size_t i = 0; i < rd->n_messages; i++) {
@@ -482,10 +721,39 @@ static void crash_while_persisting(raft_cluster_t *c, int slot, const raft_ready
 void rc_process(raft_cluster_t *c, int slot)
 {
     node_t *nd = &c->nodes[slot];
+    bool async = c->opt.async_flush > 0;
+    if (async && nd->pending && rng_unit(c->opt.rng) < c->opt.async_flush) {
+        size_t n = 0;
+        for (const pending_t *p = nd->pending; p; p = p->next)
+            n++;
+        flush_pending(c, slot, 1 + (size_t)rng_below(c->opt.rng, n));
+    }
     while (nd->raft && raft_has_ready(nd->raft)) {
         raft_t *r = nd->raft;
         raft_ready_t rd;
         raft_ready(r, &rd);
+        if (async) {
+            for (size_t i = 0; i < rd.n_entries; i++) {
+                uint64_t prev_term = 0;
+                if (i > 0)
+                    prev_term = rd.entries[i - 1].term;
+                else if (raft_term_at(r, rd.entries[i].index - 1, &prev_term) != 0)
+                    violation(c, "node %" PRIu64 ": no term for index %" PRIu64 " before its Ready entries",
+                              nd->id, rd.entries[i].index - 1);
+                register_logged(c, nd, &rd.entries[i], prev_term);
+            }
+            process_async(c, slot, &rd);
+            raft_advance(r);
+            bool crash = c->opt.crash_in_ready > 0 && rng_unit(c->opt.rng) < c->opt.crash_in_ready;
+            if (crash) {
+                rc_crash(c, slot);
+                if (c->opt.on_crash)
+                    c->opt.on_crash(c->opt.ctx, slot);
+                return;
+            }
+            maybe_compact(c, nd);
+            continue;
+        }
         if (c->opt.crash_in_ready > 0 && (rd.n_entries || rd.has_hard_state || rd.snapshot) &&
             rng_unit(c->opt.rng) < c->opt.crash_in_ready) {
             crash_while_persisting(c, slot, &rd);
@@ -533,6 +801,7 @@ static raft_t *start_node(raft_cluster_t *c, node_t *nd, bool from_disk)
     raft_config_t cfg = c->opt.raft;
     cfg.id = nd->id;
     cfg.seed = c->opt.seed * 1000003ULL + nd->id * 7919ULL + nd->boots++;
+    cfg.async_storage = c->opt.async_flush > 0;
     if (!from_disk)
         return raft_new(&cfg, NULL);
     raft_boot_t boot = { .hard_state = nd->disk.hs, .snapshot = nd->disk.snap,
@@ -563,6 +832,11 @@ void rc_destroy(raft_cluster_t **self_p)
     if (!c)
         return;
     for (int i = 0; i < c->opt.nodes; i++) {
+        while (c->nodes[i].pending) {
+            pending_t *p = c->nodes[i].pending;
+            c->nodes[i].pending = p->next;
+            pending_free(p);
+        }
         raft_destroy(&c->nodes[i].raft);
         disk_free(&c->nodes[i].disk);
         free(c->nodes[i].kv.pairs);
@@ -620,6 +894,7 @@ void rc_tick(raft_cluster_t *c, int node)
 void rc_crash(raft_cluster_t *c, int node)
 {
     node_t *nd = &c->nodes[node];
+    crash_pending(c, nd);
     raft_destroy(&nd->raft);
     nd->kv.n = 0;
     nd->applied = 0;
@@ -637,6 +912,8 @@ int rc_restart(raft_cluster_t *c, int node)
     }
     kv_restore(&nd->kv, nd->disk.snap.data, nd->disk.snap.len);
     nd->applied = nd->disk.snap.index;
+    nd->submitted_hs = nd->disk.hs;
+    nd->submitted_tail = nd->durable_index = raft_last_index(nd->raft);
     nd->seen_commit = raft_commit_index(nd->raft);
     nd->leader_term = 0;
     check_node(c, nd);

@@ -18,6 +18,15 @@
  * the harness also crashes nodes in the middle of persisting a Ready: a
  * prefix of its entries reaches the disk, the hard state only if all did (the
  * order raftlog.c uses), and no message leaves.
+ *
+ * Asynchronous storage (async_flush > 0) models consensus/node.c: the cores
+ * run with async_storage, each Ready is queued as a pending write and
+ * advanced at once; its messages leave now or when the write is durable as
+ * consensus/send_policy.h says, and its committed entries and reads wait for
+ * the write. After each input a node makes a random prefix of its queue
+ * durable with probability async_flush, then reports raft_log_durable(). A
+ * crash keeps a random prefix of the queue (whole writes, then part of the
+ * next one's entries) and loses the rest, messages included.
  */
 #ifndef FERRY_RAFT_HARNESS_H
 #define FERRY_RAFT_HARNESS_H
@@ -57,7 +66,8 @@ typedef struct {
     void (*on_crash)(void *ctx, int node);
     size_t compact_every;         /* snapshot after this many applied entries; 0 never */
     double crash_in_ready;        /* probability of a crash while persisting a Ready */
-    rng_t *rng;                   /* for crash_in_ready */
+    rng_t *rng;                   /* for crash_in_ready and async_flush */
+    double async_flush;           /* > 0: asynchronous storage (see above) */
 } rc_options_t;
 
 raft_cluster_t *rc_new(const rc_options_t *opts);

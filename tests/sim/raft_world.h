@@ -54,10 +54,11 @@ typedef struct {
     bool replay;              /* one seed, verbosely */
     int election_tick;        /* overrides every scenario's, to try settings */
     int heartbeat_tick;
+    int async;                /* --async: 0 synchronous storage, 1 asynchronous, 2 (default) either by seed */
 } world_options_t;
 
-/* Parses --seeds N, --seed N (replay), --first N, --election-tick N and
- * --heartbeat-tick N. */
+/* Parses --seeds N, --seed N (replay), --first N, --election-tick N,
+ * --heartbeat-tick N and --async 0|1|2. */
 world_options_t world_options(int argc, char **argv);
 
 /* Runs the scenario for many seeds; returns the number that failed (it stops
