@@ -29,6 +29,7 @@ struct cluster {
     member_t members[MAX_MEMBERS];
     size_t member_count;
     int lease_timer;
+    int lease_check_timer;          /* fast retries while this host has no valid lease */
     bool register_in_flight;
     bool renew_in_flight;
 };
@@ -135,6 +136,17 @@ static int on_lease_timer(zloop_t *loop, int timer_id, void *arg)
         for (size_t i = 0; i < self->member_count; i++)
             if (self->members[i].id != raft_node_id(self->node))
                 raft_node_add_member(self->node, self->members[i].id);
+    return 0;
+}
+
+/* A host without a valid lease (just started, just joined, back from a
+ * partition) registers and renews at once rather than a third of a lease
+ * later: until then it may run no VM and no migration may target it. */
+static int on_lease_check(zloop_t *loop, int timer_id, void *arg)
+{
+    cluster_t *self = arg;
+    if (!cluster_lease_valid(self))
+        on_lease_timer(loop, timer_id, arg);
     return 0;
 }
 
@@ -389,8 +401,7 @@ cluster_t *cluster_new(const cluster_config_t *cfg, zloop_t *loop, control_t *co
     remember(self, self->name, cfg->identity->public_z85, raft_node_endpoint(self->node));
     uint64_t period = cfg->lease_ms / 3 ? cfg->lease_ms / 3 : 1000;
     self->lease_timer = zloop_timer(loop, period, 0, on_lease_timer, self);
-    /* Register quickly after start rather than a whole period later. */
-    zloop_timer(loop, 200, 5, on_lease_timer, self);
+    self->lease_check_timer = zloop_timer(loop, 200, 0, on_lease_check, self);
     control_register(control, "cluster.status", handle_status, self);
     control_register(control, "cluster.transfer-leader", handle_transfer, self);
     control_register(control, "cluster.set", handle_set, self);
