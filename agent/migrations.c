@@ -347,8 +347,13 @@ static int on_wake(zloop_t *loop, zmq_pollitem_t *item, void *arg)
             job->commit = COMMIT_RUNNING;
         bool done = job->thread_done && job->thread_started;
         pthread_mutex_unlock(&self->lock);
-        if (commit)
+        if (commit) {
+            /* The source's VM is paused now: the destination runs it once
+             * this commits, so this host stops saying it runs it first. */
+            if (job->outgoing && job->live)
+                vms_migration_paused(self->vms, job->vm);
             commit_propose(self, job);
+        }
         if (done)
             job_collect(self, job);
     }

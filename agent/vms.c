@@ -582,6 +582,13 @@ int vms_migration_hold(vms_t *self, const char *name, char *err, size_t errlen)
     return 0;
 }
 
+void vms_migration_paused(vms_t *self, const char *name)
+{
+    vms_record_t *r = vms_record_find(self, name);
+    if (r && r->migrating)
+        r->migrating_out = false;
+}
+
 void vms_migration_return(vms_t *self, const char *name, vm_t *vm)
 {
     vms_record_t *r = vms_record_find(self, name);

@@ -87,6 +87,9 @@ int vms_migration_lend(vms_t *self, const char *name, vm_t **vm_out, char *err, 
 /* Cold: holds a powered-off VM's name (nothing starts it) while its image
  * moves; vms_migration_return(NULL) lets go. */
 int vms_migration_hold(vms_t *self, const char *name, char *err, size_t errlen);
+/* Source, at the commit point: the lent VM is paused for good unless the
+ * commit fails; from now on this host no longer reports it running. */
+void vms_migration_paused(vms_t *self, const char *name);
 void vms_migration_return(vms_t *self, const char *name, vm_t *vm);
 int vms_incoming_expect(vms_t *self, const char *name, char *err, size_t errlen);
 void vms_incoming_arrived(vms_t *self, const char *name, vm_t *vm);

@@ -128,6 +128,9 @@ def pick(run):
     raise RuntimeError("no VM running on a follower to migrate")
 
 
+LEADER_WAIT_S = 5.0   # how long check_placement waits for a leader to answer
+
+
 def runners_and_owner(snap, vm):
     """(hosts running vm, its owner as the leader states it)."""
     runners = sorted(v.node for v in snap.answering()
@@ -143,6 +146,12 @@ def check_placement(run, vm, expect_host=None):
     """Problems with where vm runs now: exactly one runner, the one the
     leader names owner (and expect_host, if given)."""
     runners, owner = runners_and_owner(run.poll(), vm)
+    # A poll in which no node answered as leader says nothing about the
+    # owner: ask again for a few seconds (a leader change may be under way).
+    deadline = time.monotonic() + LEADER_WAIT_S
+    while owner is None and time.monotonic() < deadline:
+        run.poll_for(0.5)
+        runners, owner = runners_and_owner(run.poll(), vm)
     problems = []
     if len(runners) != 1:
         problems.append(f"{vm} runs on {', '.join(runners) or 'no host'}, expected one host")
