@@ -189,9 +189,19 @@ static void release_slot(migrations_t *self, job_t *job)
 
 /* --- the commit, on the source: propose, then settle any doubt --------------------- */
 
+/* The commit is a compare-and-set on the VM's generation, so proposing it
+ * again is safe: it can apply once at most. A proposal that fails without
+ * a verdict (a leader lost or slow, the proposal dropped) may still have
+ * committed; a read barrier settles what the state holds, and if the owner
+ * has not changed the proposal goes again, up to COMMIT_ATTEMPTS times. */
+#define COMMIT_ATTEMPTS 10
+#define COMMIT_RETRY_MS 200
+
 struct commit_request {
     job_t *job;                       /* NULL once the manager is gone */
     migrations_t *owner;
+    unsigned attempts;
+    char last_error[120];             /* why the last attempt had no verdict */
 };
 
 static void commit_settle(job_t *job, bool committed, const char *why)
@@ -204,29 +214,54 @@ static void commit_settle(job_t *job, bool committed, const char *why)
     pthread_mutex_unlock(&self->lock);
 }
 
-/* Did the owner change? Read from the applied state. */
-static void commit_check_state(job_t *job, const char *doubt)
+static void commit_end(commit_request_t *req, bool committed, const char *why)
 {
-    const fsm_vm_t *v = fsm_vm_find(cluster_state(job->owner->cluster), job->vm);
-    bool moved = v && strcmp(v->owner, job->peer) == 0 && v->generation > job->generation;
-    char why[240];
-    snprintf(why, sizeof(why), "the ownership change did not commit (%s)", doubt);
-    commit_settle(job, moved, moved ? "" : why);
-}
-
-static void on_commit_read(void *ctx, int error, const fsm_result_t *result, uint64_t index)
-{
-    commit_request_t *req = ctx;
     if (req->job) {
         req->job->commit_request = NULL;
-        commit_check_state(req->job, error ? cluster_error_text(error) : "checked after a read barrier");
+        commit_settle(req->job, committed, why);
     }
     free(req);
 }
 
-/* A proposal that failed without a verdict may still commit (a leader lost
- * after replicating it): a read barrier settles what the state holds. Runs
- * from a timer: a done callback may not start another request. */
+/* Did the owner change? Read from the applied state. */
+static bool owner_moved(const job_t *job)
+{
+    const fsm_vm_t *v = fsm_vm_find(cluster_state(job->owner->cluster), job->vm);
+    return v && strcmp(v->owner, job->peer) == 0 && v->generation > job->generation;
+}
+
+static int on_commit_retry(zloop_t *loop, int timer_id, void *arg);
+
+/* After a proposal without a verdict and a read barrier (passed or not):
+ * done if the owner moved, else another attempt while any are left. */
+static void commit_after_doubt(commit_request_t *req, const char *barrier_error)
+{
+    if (!req->job) {
+        free(req);
+        return;
+    }
+    if (owner_moved(req->job)) {
+        commit_end(req, true, "");
+        return;
+    }
+    if (req->attempts < COMMIT_ATTEMPTS) {
+        log_info("migrations", "%s: the ownership change had no verdict (%s); proposing it again (%u of %d)",
+                 req->job->vm, req->last_error, req->attempts + 1, COMMIT_ATTEMPTS);
+        zloop_timer(req->owner->loop, COMMIT_RETRY_MS, 1, on_commit_retry, req);
+        return;
+    }
+    char why[240];
+    snprintf(why, sizeof(why), "the ownership change did not commit after %u attempts (%s%s%s)", req->attempts,
+             req->last_error, barrier_error ? "; " : "", barrier_error ? barrier_error : "");
+    commit_end(req, false, why);
+}
+
+static void on_commit_read(void *ctx, int error, const fsm_result_t *result, uint64_t index)
+{
+    commit_after_doubt(ctx, error ? cluster_error_text(error) : NULL);
+}
+
+/* Runs from a timer: a done callback may not start another request. */
 static int on_commit_doubt(zloop_t *loop, int timer_id, void *arg)
 {
     commit_request_t *req = arg;
@@ -235,31 +270,59 @@ static int on_commit_doubt(zloop_t *loop, int timer_id, void *arg)
         return 0;
     }
     int rc = cluster_read(req->owner->cluster, on_commit_read, req);
-    if (rc != 0) {
-        req->job->commit_request = NULL;
-        commit_check_state(req->job, cluster_error_text(rc));
-        free(req);
-    }
+    if (rc != 0)
+        commit_after_doubt(req, cluster_error_text(rc));
     return 0;
 }
 
 static void on_commit_applied(void *ctx, int error, const fsm_result_t *result, uint64_t index)
 {
     commit_request_t *req = ctx;
-    job_t *job = req->job;
-    if (!job) {
+    if (!req->job) {
         free(req);
         return;
     }
     if (!error && result) {
-        job->commit_request = NULL;
-        char why[240];
-        snprintf(why, sizeof(why), "the cluster refused the ownership change: %s", result->message);
-        commit_settle(job, result->status == FSM_OK, result->status == FSM_OK ? "" : why);
-        free(req);
+        /* A verdict. STALE after an earlier attempt that did apply is a success. */
+        if (result->status == FSM_OK || owner_moved(req->job)) {
+            commit_end(req, true, "");
+        } else {
+            char why[240];
+            snprintf(why, sizeof(why), "the cluster refused the ownership change: %s", result->message);
+            commit_end(req, false, why);
+        }
         return;
     }
+    snprintf(req->last_error, sizeof(req->last_error), "%s", cluster_error_text(error));
     zloop_timer(req->owner->loop, 1, 1, on_commit_doubt, req);
+}
+
+/* One attempt: propose SET_OWNER with the generation taken at the start. */
+static void commit_attempt(commit_request_t *req)
+{
+    job_t *job = req->job;
+    req->attempts++;
+    msgpack_sbuffer cmd;
+    msgpack_sbuffer_init(&cmd);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &cmd, msgpack_sbuffer_write);
+    fsm_cmd_vm_set_owner(&pk, job->vm, job->peer, job->generation);
+    int rc = cluster_propose(req->owner->cluster, &cmd, on_commit_applied, req);
+    msgpack_sbuffer_destroy(&cmd);
+    if (rc != 0) {
+        snprintf(req->last_error, sizeof(req->last_error), "%s", cluster_error_text(rc));
+        commit_after_doubt(req, NULL);
+    }
+}
+
+static int on_commit_retry(zloop_t *loop, int timer_id, void *arg)
+{
+    commit_request_t *req = arg;
+    if (!req->job)
+        free(req);
+    else
+        commit_attempt(req);
+    return 0;
 }
 
 static void commit_propose(migrations_t *self, job_t *job)
@@ -272,18 +335,7 @@ static void commit_propose(migrations_t *self, job_t *job)
     req->job = job;
     req->owner = self;
     job->commit_request = req;
-    msgpack_sbuffer cmd;
-    msgpack_sbuffer_init(&cmd);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &cmd, msgpack_sbuffer_write);
-    fsm_cmd_vm_set_owner(&pk, job->vm, job->peer, job->generation);
-    int rc = cluster_propose(self->cluster, &cmd, on_commit_applied, req);
-    msgpack_sbuffer_destroy(&cmd);
-    if (rc != 0) {
-        job->commit_request = NULL;
-        free(req);
-        commit_settle(job, false, cluster_error_text(rc));
-    }
+    commit_attempt(req);
 }
 
 /* --- a thread ended: take back what it held ----------------------------------------- */
