@@ -68,7 +68,12 @@ static void pack_vm(vms_t *self, wire_map_t *o, const fsm_vm_t *v, bool detail)
      * (a rollback is only possible before it), so it no longer runs here
      * even though the job has not released it yet. */
     bool leaving = r && r->migrating_out && strcmp(v->owner, self->name) == 0;
-    wire_map_bool(o, "running_here", (here && st.state == VM_RUNNING) || leaving);
+    /* Symmetrically, a VM that just arrived runs here before this host's
+     * state names it the owner (the source resumed it as soon as the commit
+     * applied there): it is claimed once this host's state agrees, so a host
+     * claims a VM only while its own state says it may run it. */
+    bool arriving = r && r->incoming && strcmp(v->owner, self->name) != 0;
+    wire_map_bool(o, "running_here", (here && st.state == VM_RUNNING && !arriving) || leaving);
     wire_map_str(o, "runtime_state", here ? run_state_name(st.state) : r && r->migrating ? "migrating" : "");
     wire_map_bool(o, "migrating", r && r->migrating);
     wire_map_u64(o, "memory_bytes", v->memory_bytes);

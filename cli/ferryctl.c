@@ -115,7 +115,7 @@ static int call_agent(const global_options_t *opts, const char *command, const m
 
     ctl_client_t *client = ctl_client_new(endpoint, cred.server_public, &cred.client, opts->timeout_ms);
     if (!client) {
-        snprintf(err, sizeof(err), "cannot connect to '%s': not a valid address (expected HOST:PORT)", endpoint);
+        snprintf(err, sizeof(err), "cannot set up a connection to '%s' (not a HOST:PORT address, or out of sockets)", endpoint);
         return fail(opts, EXIT_USAGE, err);
     }
     ctl_status_t status = ctl_call(client, command, args, response, err, sizeof(err));

@@ -1,5 +1,7 @@
-/* client.c - see client.h. */
+/* ctl_client.c - see ctl_client.h. */
 #include "common/ctl_client.h"
+
+#include <stdatomic.h>
 
 #include <czmq.h>
 #include <stdio.h>
@@ -31,7 +33,12 @@ ctl_client_t *ctl_client_new(const char *endpoint, const char *server_public, co
     zsock_set_maxmsgsize(self->dealer, WIRE_MAX_FRAME);
 
     char monitor_endpoint[64];
-    snprintf(monitor_endpoint, sizeof(monitor_endpoint), "inproc://ctl-monitor-%p", (void *)self);
+    /* Unique for the process's life: a client made right after another was
+     * destroyed may get the same address, while its monitor endpoint is
+     * still being unbound. */
+    static atomic_uint_fast64_t next_monitor;
+    snprintf(monitor_endpoint, sizeof(monitor_endpoint), "inproc://ctl-monitor-%llu",
+             (unsigned long long)atomic_fetch_add(&next_monitor, 1));
     if (zmq_socket_monitor(zsock_resolve(self->dealer), monitor_endpoint,
                            ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
                                ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
