@@ -231,7 +231,6 @@ agent_t *agent_new(const config_t *config, const agent_options_t *options, char 
         goto fail;
     migrations_config_t migrations_cfg = {
         .name = self->state.name,
-        .state_dir = self->state.path,
         .config = &self->config,
         .identity = &self->state.identity,
         .inventory = self->inventory,

@@ -908,7 +908,6 @@ migrations_t *migrations_new(const migrations_config_t *cfg, control_t *control,
         return NULL;
     }
     snprintf(self->name, sizeof(self->name), "%s", cfg->name);
-    snprintf(self->state_dir, sizeof(self->state_dir), "%s", cfg->state_dir);
     self->config = cfg->config;
     self->identity = *cfg->identity;
     self->inventory = cfg->inventory;

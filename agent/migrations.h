@@ -51,7 +51,6 @@ typedef struct migrations migrations_t;
 
 typedef struct {
     const char *name;                    /* this agent */
-    const char *state_dir;
     const config_t *config;              /* [migration] and [ports], [agent] bind */
     const crypto_identity_t *identity;   /* this agent's key: streams and peer calls */
     const inventory_t *inventory;

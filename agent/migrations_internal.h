@@ -72,7 +72,6 @@ typedef struct job {
 
 struct migrations {
     char name[FSM_NAME_MAX];
-    char state_dir[PATH_MAX];
     const config_t *config;
     crypto_identity_t identity;
     const inventory_t *inventory;

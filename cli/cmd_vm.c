@@ -157,25 +157,38 @@ static int parse_create(int argc, char **argv, msgpack_packer *args, char *err, 
 }
 
 /* start, stop, delete, reset, events: NAME (events: optional). */
-static int parse_name_only(int argc, char **argv, msgpack_packer *args, char *err, size_t errlen, bool optional)
+/* The one NAME (required unless optional) and, if flag is given (e.g.
+ * "--suspend"), that switch as the boolean argument key ("suspend"). */
+static int parse_name_and_flag(int argc, char **argv, msgpack_packer *args, char *err, size_t errlen, bool optional,
+                               const char *flag, const char *key)
 {
     const char *name = NULL;
+    bool set = false;
     for (int i = 0; i < argc; i++) {
-        if (argv[i][0] == '-') {
+        if (flag && strcmp(argv[i], flag) == 0) {
+            set = true;
+        } else if (argv[i][0] == '-') {
             snprintf(err, errlen, "unknown option '%s'", argv[i]);
             return -1;
-        }
-        if (take_name(argc, argv, i, &name, err, errlen) != 0)
+        } else if (take_name(argc, argv, i, &name, err, errlen) != 0) {
             return -1;
+        }
     }
     if (!name && !optional) {
         snprintf(err, errlen, "needs a NAME");
         return -1;
     }
-    msgpack_pack_map(args, name ? 1 : 0);
+    msgpack_pack_map(args, (name ? 1 : 0) + set);
     if (name)
         wire_pack_kv_str(args, "name", name);
+    if (set)
+        wire_pack_kv_bool(args, key, true);
     return 0;
+}
+
+static int parse_name_only(int argc, char **argv, msgpack_packer *args, char *err, size_t errlen, bool optional)
+{
+    return parse_name_and_flag(argc, argv, args, err, errlen, optional, NULL, NULL);
 }
 
 static int parse_name(int argc, char **argv, msgpack_packer *args, char *err, size_t errlen)
@@ -186,27 +199,7 @@ static int parse_name(int argc, char **argv, msgpack_packer *args, char *err, si
 /* stop: NAME [--suspend] */
 static int parse_stop(int argc, char **argv, msgpack_packer *args, char *err, size_t errlen)
 {
-    const char *name = NULL;
-    bool suspend = false;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--suspend") == 0) {
-            suspend = true;
-        } else if (argv[i][0] == '-') {
-            snprintf(err, errlen, "unknown option '%s'", argv[i]);
-            return -1;
-        } else if (take_name(argc, argv, i, &name, err, errlen) != 0) {
-            return -1;
-        }
-    }
-    if (!name) {
-        snprintf(err, errlen, "needs a NAME");
-        return -1;
-    }
-    msgpack_pack_map(args, 1 + suspend);
-    wire_pack_kv_str(args, "name", name);
-    if (suspend)
-        wire_pack_kv_bool(args, "suspend", true);
-    return 0;
+    return parse_name_and_flag(argc, argv, args, err, errlen, false, "--suspend", "suspend");
 }
 
 static int parse_events(int argc, char **argv, msgpack_packer *args, char *err, size_t errlen)
