@@ -12,6 +12,7 @@
 #include "common/crypto.h"
 #include "common/fsutil.h"
 #include "common/log.h"
+#include "migration/stream.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -252,6 +253,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "ferryd: libsodium failed to initialise\n");
         return EXIT_RUNTIME;
     }
+    stream_tune_malloc();   /* before any thread: migration chunks stay in the heap */
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

@@ -260,7 +260,7 @@ static bool read_snapshot(reader_t *rd, raft_msg_t *out)
         rd->off++;
         return true;
     }
-    size_t fields;
+    size_t fields = 0;   /* set by read_array; gcc -O3 cannot tell */
     if (!read_array(rd, "snapshot", 5, &fields))
         return false;
     if (fields != 5)
@@ -292,7 +292,7 @@ int raft_msg_decode(const uint8_t *buf, size_t len, raft_msg_t *out, raft_decode
         err->offset = 0;
     }
     reader_t rd = { .p = buf, .len = buf ? len : 0, .err = err };
-    size_t fields;
+    size_t fields = 0;
     uint64_t version, type, flags;
     bool ok = read_array(&rd, "message", FIELD_COUNT, &fields) &&
               (fields == FIELD_COUNT || fail(&rd, "message: %zu fields, want %d", fields, FIELD_COUNT)) &&

@@ -281,7 +281,9 @@ static int prepare_live(migration_receiver_t *self)
         return refuse(self, "cannot create the VM here: %s", err);
     vm_memory_t memory;
     vm_memory(self->vm, &memory);
-    int rc = stream_receiver_set_memory(self->stream, memory.base, memory.size);
+    /* Scratch: a failed migration destroys this VM, so pages may land before
+     * their chunk's tag is checked (stream.h). */
+    int rc = stream_receiver_set_memory(self->stream, memory.base, memory.size, true);
     return rc ? stream_failed(self, rc, "attaching the VM's memory") : 0;
 }
 
@@ -306,8 +308,9 @@ static int prepare_cold(migration_receiver_t *self, uint64_t *first_page)
     self->image = image_writer_open(self->cfg.image_dir, m, first_page, err, sizeof err);
     if (!self->image)
         return refuse(self, "cannot receive the image here: %s", err);
+    /* Not scratch: the image outlives a failed copy, which resumes from it. */
     rc = stream_receiver_set_memory(self->stream, image_writer_memory(self->image),
-                                    m->memory_bytes);
+                                    m->memory_bytes, false);
     return rc ? stream_failed(self, rc, "attaching the image's memory") : 0;
 }
 

@@ -2,6 +2,7 @@
  * stream's sender (stream_sender.c) and receiver (stream_receiver.c). */
 #include "migration/stream.h"
 
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
@@ -28,6 +29,16 @@ void stream_receiver_config_defaults(stream_receiver_config_t *cfg)
         .max_window = 8,
         .cipher = STREAM_CIPHER_AUTO,
     };
+}
+
+void stream_tune_malloc(void)
+{
+    /* 32 MiB is the largest mmap threshold glibc accepts on 64-bit; chunks
+     * are 2 MiB by default and at most 16 MiB unless a receiver allows more.
+     * Sanitizers bring their own malloc, which refuses: not worth a warning. */
+    if (mallopt(M_MMAP_THRESHOLD, 32 << 20) != 1 || mallopt(M_TRIM_THRESHOLD, 64 << 20) != 1)
+        log_debug("migration", "cannot tune malloc for stream buffers: receiving will fault "
+                 "in every chunk's pages");
 }
 
 const char *stream_error_name(int error)

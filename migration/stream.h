@@ -123,6 +123,12 @@ typedef struct {
     uint8_t migration_id[STREAM_MIGRATION_ID_BYTES];
     uint8_t *memory;               /* destination guest memory */
     size_t memory_bytes;           /* a multiple of STREAM_PAGE_SIZE */
+    bool memory_scratch;           /* memory is thrown away if the stream fails (a
+                                      live migration's new VM): pages may then be
+                                      decrypted into it before their chunk's tag is
+                                      checked, saving a copy of every byte. Leave
+                                      false where memory outlives a failure (a
+                                      resumable image). Records are always checked. */
     uint32_t max_streams;          /* limits the sender may ask for */
     uint32_t max_chunk_bytes;      /* (defaults 8, 16 MiB, 8) */
     uint32_t max_window;
@@ -223,8 +229,10 @@ int stream_receiver_next(stream_receiver_t *self, int timeout_ms, stream_event_t
 
 /* Attach (or replace) the destination memory, for a receiver created
  * without one that learns the size from the sender's first record. Pages
- * consumed from then on land there; indices beyond it are a protocol error. */
-int stream_receiver_set_memory(stream_receiver_t *self, uint8_t *memory, size_t memory_bytes);
+ * consumed from then on land there; indices beyond it are a protocol error.
+ * `scratch` as memory_scratch in the config. */
+int stream_receiver_set_memory(stream_receiver_t *self, uint8_t *memory, size_t memory_bytes,
+                               bool scratch);
 
 /* Send a reply (type 1..255, up to STREAM_REPLY_MAX_BYTES) to the sender.
  * Needs the handshake done; works after DONE too. */
@@ -239,6 +247,16 @@ stream_stats_t stream_receiver_stats(const stream_receiver_t *self);
 const char *stream_receiver_cipher(const stream_receiver_t *self);
 const char *stream_receiver_peer_address(const stream_receiver_t *self);  /* "" if unknown */
 const char *stream_receiver_error(const stream_receiver_t *self);
+
+/* Call once, early, in a program that receives migration streams (ferryd,
+ * the benchmarks). ZeroMQ receives each chunk into a fresh malloc'd buffer
+ * of the chunk's size; glibc's defaults serve that from a new mapping, or
+ * trim it off the heap once freed, so every 2 MiB chunk cost 512 page
+ * faults and the zeroing of its pages: a third of the receiving end's CPU
+ * (bench/stream). This keeps blocks below 32 MiB in the heap and trims the
+ * heap only past 64 MiB of free memory at its top. Process-wide, hence a
+ * call of the program's own rather than a side effect of the library. */
+void stream_tune_malloc(void);
 
 const char *stream_error_name(int error);
 const char *stream_cipher_name(stream_cipher_t cipher);

@@ -131,17 +131,33 @@ int stream_seal(const stream_key_t *key, uint64_t seq, const uint8_t *ad, size_t
                ? -1 : 0;
 }
 
+int stream_open_begin(const stream_key_t *key, uint64_t seq, const uint8_t *ad, size_t ad_len)
+{
+    return stream_key_can_gather(key) ? aes_begin(key->aes, false, seq, ad, ad_len) : -1;
+}
+
+int stream_open_piece(const stream_key_t *key, uint8_t *out, const uint8_t *in, size_t len)
+{
+    return aes_update(key->aes, false, out, in, len);
+}
+
+int stream_open_end(const stream_key_t *key, const uint8_t tag[16])
+{
+    int written = 0;
+    uint8_t none[16];
+    if (EVP_CIPHER_CTX_ctrl(key->aes, EVP_CTRL_GCM_SET_TAG, 16, (void *)tag) != 1)
+        return -1;
+    return EVP_DecryptFinal_ex(key->aes, none, &written) == 1 ? 0 : -1;
+}
+
 int stream_open(const stream_key_t *key, uint64_t seq, const uint8_t *ad, size_t ad_len,
                 uint8_t *data, size_t len, const uint8_t tag[16])
 {
     if (key->cipher == STREAM_CIPHER_AES256GCM) {
-        int written = 0;
-        uint8_t none[16];
-        if (aes_begin(key->aes, false, seq, ad, ad_len) != 0
-            || aes_update(key->aes, false, data, data, len) != 0
-            || EVP_CIPHER_CTX_ctrl(key->aes, EVP_CTRL_GCM_SET_TAG, 16, (void *)tag) != 1)
+        if (stream_open_begin(key, seq, ad, ad_len) != 0
+            || stream_open_piece(key, data, data, len) != 0)
             return -1;
-        return EVP_DecryptFinal_ex(key->aes, none, &written) == 1 ? 0 : -1;
+        return stream_open_end(key, tag);
     }
     uint8_t nonce[24];
     nonce_of(seq, nonce);

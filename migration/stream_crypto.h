@@ -76,6 +76,15 @@ int stream_seal_begin(const stream_key_t *key, uint64_t seq, const uint8_t *ad, 
 int stream_seal_piece(const stream_key_t *key, uint8_t *out, const uint8_t *in, size_t len);
 int stream_seal_end(const stream_key_t *key, uint8_t tag[16]);
 
+/* The other way: opening a message piece by piece, each piece decrypted to
+ * wherever it belongs (the receiver's pages, straight into guest memory).
+ * What the pieces yield is unauthenticated until stream_open_end() returns
+ * 0: only use it where memory is thrown away when that fails. Same
+ * condition as gathering; each call 0 or -1 (end: -1 if the tag fails). */
+int stream_open_begin(const stream_key_t *key, uint64_t seq, const uint8_t *ad, size_t ad_len);
+int stream_open_piece(const stream_key_t *key, uint8_t *out, const uint8_t *in, size_t len);
+int stream_open_end(const stream_key_t *key, const uint8_t tag[16]);
+
 /* True if `secret` is the X25519 secret of `public_key`. */
 bool stream_identity_valid(const stream_identity_t *identity);
 /* 0, or -1 if the peer key is a low-order point. */

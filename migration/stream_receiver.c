@@ -8,7 +8,15 @@
  * chunks per stream are held. Chunks are consumed entry by entry: pages go
  * straight into destination memory, a record waits until every stream has
  * reached the matching barrier. A consumed chunk is acknowledged, which
- * opens the sender's window. */
+ * opens the sender's window.
+ *
+ * Scratch memory (a live migration's new VM, thrown away if the stream
+ * fails) saves a pass over every byte with AES-256-GCM: a chunk is then
+ * queued still sealed and opened as it is consumed, each page decrypted
+ * from the chunk straight into its place in memory instead of decrypted in
+ * place and copied. Its tag is checked at the end of the chunk, or as soon
+ * as a record, a barrier or anything malformed turns up: nothing but pages
+ * is ever used before its chunk has verified. */
 #include "migration/stream.h"
 
 #include <stdarg.h>
@@ -30,12 +38,15 @@ typedef struct {
     bool joined;
     uint64_t expected_seq;           /* next DATA seq */
     uint64_t next_ack_seq;
-    zmq_msg_t queue[STREAM_MAX_WINDOW];   /* checked, decrypted chunks */
+    zmq_msg_t queue[STREAM_MAX_WINDOW];   /* checked chunks, in seq order */
+    bool queue_sealed[STREAM_MAX_WINDOW]; /* still sealed (scratch memory) */
     uint32_t queue_head, queue_count;
     zmq_msg_t current;               /* the chunk being consumed */
     bool has_current;
     uint64_t current_seq;
     stream_body_reader_t reader;
+    bool sealed;                     /* current is being opened as it is read */
+    size_t opened;                   /* body bytes of current opened so far */
     bool parked;                     /* at a RECORD (stream 0) or BARRIER */
     stream_entry_t record;           /* stream 0's parked record */
 } receiver_stream_t;
@@ -64,6 +75,7 @@ struct stream_receiver {
     receiver_stream_t streams[STREAM_MAX_STREAMS];
     uint8_t *record_copy;            /* the record handed out last */
     uint64_t page_limit;
+    bool memory_scratch;             /* see the top of this file */
     stream_stats_t stats;
     stream_failure_t failure;
 };
@@ -122,6 +134,7 @@ stream_receiver_t *stream_receiver_new(const stream_receiver_config_t *cfg)
     self->bind_endpoint = strdup(cfg->bind_endpoint);
     self->cfg.bind_endpoint = self->bind_endpoint;
     self->page_limit = cfg->memory_bytes / STREAM_PAGE_SIZE;
+    self->memory_scratch = cfg->memory_scratch;
     self->ctx = zmq_ctx_new();
     self->router = self->ctx ? zmq_socket(self->ctx, ZMQ_ROUTER) : NULL;
     if (!self->bind_endpoint || !self->router) {
@@ -409,6 +422,24 @@ static void on_unknown(stream_receiver_t *self, zmq_msg_t *routing_id, zmq_msg_t
 
 /* --- data ----------------------------------------------------------------------- */
 
+static int tampered(stream_receiver_t *self, uint32_t j, uint64_t seq)
+{
+    return receiver_fail(self, STREAM_ERR_TAMPERED, "stream %u: chunk seq %llu failed "
+                         "authentication (tampered in transit, or not from the sender)", j,
+                         (unsigned long long)seq);
+}
+
+/* Opens a whole DATA message (header, body, tag) in place. */
+static int open_in_place(stream_receiver_t *self, uint32_t j, uint64_t seq, uint8_t *message)
+{
+    uint32_t body_len = stream_get_u32(message + 4);
+    uint8_t *body = message + STREAM_HEADER_SIZE;
+    if (stream_open(&self->session.recv[j], seq, message, STREAM_HEADER_SIZE, body, body_len,
+                    body + body_len) != 0)
+        return tampered(self, j, seq);
+    return 0;
+}
+
 static int on_data(stream_receiver_t *self, uint32_t j, zmq_msg_t *payload)
 {
     receiver_stream_t *st = &self->streams[j];
@@ -428,18 +459,16 @@ static int on_data(stream_receiver_t *self, uint32_t j, zmq_msg_t *payload)
         return receiver_fail(self, STREAM_ERR_SEQUENCE, "stream %u: chunk seq %llu where %llu "
                              "was expected (replayed, reordered or lost chunk)", j,
                              (unsigned long long)header.seq, (unsigned long long)st->expected_seq);
-    uint8_t *body = data + STREAM_HEADER_SIZE;
-    if (stream_open(&self->session.recv[j], header.seq, data, STREAM_HEADER_SIZE, body,
-                    header.body_len, body + header.body_len) != 0)
-        return receiver_fail(self, STREAM_ERR_TAMPERED, "stream %u: chunk seq %llu failed "
-                             "authentication (tampered in transit, or not from the sender)",
-                             j, (unsigned long long)header.seq);
+    bool sealed = self->memory_scratch && stream_key_can_gather(&self->session.recv[j]);
+    if (!sealed && open_in_place(self, j, header.seq, data) != 0)
+        return self->failure.code;
     if (st->queue_count + st->has_current >= self->window)
         return receiver_fail(self, STREAM_ERR_PROTOCOL, "stream %u: more than %u chunks "
                              "unacknowledged", j, self->window);
     st->expected_seq++;
     uint32_t slot = (st->queue_head + st->queue_count) % STREAM_MAX_WINDOW;
     zmq_msg_move(&st->queue[slot], payload);
+    st->queue_sealed[slot] = sealed;
     st->queue_count++;
     self->stats.chunks++;
     self->stats.wire_bytes += len;
@@ -538,29 +567,83 @@ static void release_current(stream_receiver_t *self, uint32_t j)
     st->has_current = false;
 }
 
-static bool take_next_chunk(stream_receiver_t *self, uint32_t j)
+/* 1 if stream j has a chunk to read now, 0 if none is queued, or a failure. */
+static int take_next_chunk(stream_receiver_t *self, uint32_t j)
 {
     receiver_stream_t *st = &self->streams[j];
     if (st->queue_count == 0)
-        return false;
+        return 0;
+    st->sealed = st->queue_sealed[st->queue_head];
     zmq_msg_move(&st->current, &st->queue[st->queue_head]);
     st->queue_head = (st->queue_head + 1) % STREAM_MAX_WINDOW;
     st->queue_count--;
     st->has_current = true;
     st->current_seq++;   /* chunks are queued in seq order, from 1 */
+    st->opened = 0;
     const uint8_t *data = zmq_msg_data(&st->current);
     uint32_t body_len = stream_get_u32(data + 4);
     stream_body_reader_init(&st->reader, data + STREAM_HEADER_SIZE, body_len, self->page_limit);
-    return true;
+    if (st->sealed && stream_open_begin(&self->session.recv[j], st->current_seq, data,
+                                        STREAM_HEADER_SIZE) != 0)
+        return receiver_fail(self, STREAM_ERR_NOMEM, "stream %u: cannot start opening chunk "
+                             "seq %llu", j, (unsigned long long)st->current_seq);
+    return 1;
 }
 
-static void apply_page(stream_receiver_t *self, const stream_entry_t *entry)
+/* The current chunk's body from `opened` on, writable (ZeroMQ's buffer). */
+static uint8_t *unopened(receiver_stream_t *st)
 {
+    return (uint8_t *)zmq_msg_data(&st->current) + STREAM_HEADER_SIZE + st->opened;
+}
+
+/* Opens the rest of a sealed chunk in place and checks its tag; from then on
+ * it is read like any opened chunk. */
+static int finish_sealed(stream_receiver_t *self, uint32_t j)
+{
+    receiver_stream_t *st = &self->streams[j];
+    const stream_key_t *key = &self->session.recv[j];
+    uint8_t *rest = unopened(st);
+    size_t left = st->reader.len - st->opened;
+    st->sealed = false;
+    if (stream_open_piece(key, rest, rest, left) != 0 || stream_open_end(key, rest + left) != 0)
+        return tampered(self, j, st->current_seq);
+    st->opened = st->reader.len;
+    return 0;
+}
+
+/* Before the reader looks at the next entry of a sealed chunk: opens its
+ * tag word. A page's data is left for apply_page(); anything but a page
+ * (a record, a barrier, the end of the chunk, garbage) first has the whole
+ * chunk verified. */
+static int open_next_entry(stream_receiver_t *self, uint32_t j)
+{
+    receiver_stream_t *st = &self->streams[j];
+    if (st->reader.len - st->opened >= STREAM_ENTRY_TAG_SIZE) {
+        uint8_t *tag_word = unopened(st);
+        if (stream_open_piece(&self->session.recv[j], tag_word, tag_word,
+                              STREAM_ENTRY_TAG_SIZE) != 0)
+            return tampered(self, j, st->current_seq);
+        st->opened += STREAM_ENTRY_TAG_SIZE;
+        if (tag_word[0] == STREAM_ENTRY_PAGE || tag_word[0] == STREAM_ENTRY_ZERO)
+            return 0;
+    }
+    return finish_sealed(self, j);
+}
+
+static int apply_page(stream_receiver_t *self, uint32_t j, const stream_entry_t *entry)
+{
+    receiver_stream_t *st = &self->streams[j];
     uint8_t *page = self->cfg.memory + entry->page * STREAM_PAGE_SIZE;
-    if (entry->kind == STREAM_ENTRY_PAGE)
+    if (entry->kind == STREAM_ENTRY_PAGE && st->sealed) {
+        if (stream_open_piece(&self->session.recv[j], page, entry->data, STREAM_PAGE_SIZE) != 0)
+            return tampered(self, j, st->current_seq);
+        st->opened += STREAM_PAGE_SIZE;
+    } else if (entry->kind == STREAM_ENTRY_PAGE) {
         memcpy(page, entry->data, STREAM_PAGE_SIZE);
-    else if (!stream_page_is_zero(page))   /* reading spares untouched memory */
+    } else if (!stream_page_is_zero(page)) {   /* reading spares untouched memory */
         memset(page, 0, STREAM_PAGE_SIZE);
+    }
+    return 0;
 }
 
 /* Consumes stream j up to its next record or barrier, or until it runs dry. */
@@ -568,11 +651,16 @@ static int consume_stream(stream_receiver_t *self, uint32_t j, stream_event_t *p
 {
     receiver_stream_t *st = &self->streams[j];
     while (!st->parked) {
-        if (!st->has_current && !take_next_chunk(self, j))
-            return 0;
+        int rc = st->has_current ? 1 : take_next_chunk(self, j);
+        if (rc <= 0)
+            return rc;
+        if (st->sealed && (rc = open_next_entry(self, j)) != 0)
+            return rc;
         stream_entry_t entry;
         const char *why = NULL;
-        int rc = stream_body_next(&st->reader, &entry, &why);
+        rc = stream_body_next(&st->reader, &entry, &why);
+        if (rc < 0 && st->sealed && finish_sealed(self, j) != 0)
+            return self->failure.code;   /* garbage because tampered: say so */
         if (rc < 0)
             return receiver_fail(self, STREAM_ERR_PROTOCOL, "stream %u: chunk seq %llu, offset "
                                  "%zu: %s", j, (unsigned long long)st->current_seq,
@@ -584,7 +672,8 @@ static int consume_stream(stream_receiver_t *self, uint32_t j, stream_event_t *p
         switch (entry.kind) {
         case STREAM_ENTRY_PAGE:
         case STREAM_ENTRY_ZERO:
-            apply_page(self, &entry);
+            if ((rc = apply_page(self, j, &entry)) != 0)
+                return rc;
             pages->pages++;
             pages->zero_pages += entry.kind == STREAM_ENTRY_ZERO;
             break;
@@ -671,12 +760,34 @@ int stream_receiver_next(stream_receiver_t *self, int timeout_ms, stream_event_t
     }
 }
 
-int stream_receiver_set_memory(stream_receiver_t *self, uint8_t *memory, size_t memory_bytes)
+/* Memory that must not see unverified pages: open what is still sealed. */
+static int open_all_sealed(stream_receiver_t *self)
+{
+    for (uint32_t j = 0; j < self->stream_count; j++) {
+        receiver_stream_t *st = &self->streams[j];
+        if (st->has_current && st->sealed && finish_sealed(self, j) != 0)
+            return self->failure.code;
+        for (uint32_t q = 0; q < st->queue_count; q++) {
+            uint32_t slot = (st->queue_head + q) % STREAM_MAX_WINDOW;
+            if (st->queue_sealed[slot]
+                && open_in_place(self, j, st->current_seq + 1 + q, zmq_msg_data(&st->queue[slot])))
+                return self->failure.code;
+            st->queue_sealed[slot] = false;
+        }
+    }
+    return 0;
+}
+
+int stream_receiver_set_memory(stream_receiver_t *self, uint8_t *memory, size_t memory_bytes,
+                               bool scratch)
 {
     if (self->state == RECEIVER_FAILED)
         return self->failure.code;
     if (memory_bytes % STREAM_PAGE_SIZE != 0 || (memory_bytes && !memory))
         return STREAM_ERR_INVALID;
+    self->memory_scratch = scratch;
+    if (!scratch && open_all_sealed(self) != 0)
+        return self->failure.code;
     self->cfg.memory = memory;
     self->cfg.memory_bytes = memory_bytes;
     self->page_limit = memory_bytes / STREAM_PAGE_SIZE;

@@ -30,6 +30,7 @@ typedef struct {
     uint8_t migration_id[STREAM_MIGRATION_ID_BYTES];
     uint8_t *source;        /* PAGES pages */
     uint8_t *destination;
+    bool scratch;           /* receivers treat destination as scratch memory */
 } fixture_t;
 
 /* Keys as the agent has them: CURVE keypairs in z85, decoded to raw. */
@@ -89,6 +90,7 @@ static stream_receiver_config_t receiver_config(fixture_t *f)
     memcpy(cfg.migration_id, f->migration_id, STREAM_MIGRATION_ID_BYTES);
     cfg.memory = f->destination;
     cfg.memory_bytes = PAGES * STREAM_PAGE_SIZE;
+    cfg.memory_scratch = f->scratch;
     return cfg;
 }
 
@@ -335,6 +337,17 @@ static void test_round_trip_two_streams_aes(void **state)
     round_trip(*state, 2, STREAM_CIPHER_AES256GCM);
 }
 
+/* Scratch memory: AES-GCM chunks are opened as they are read, pages straight
+ * into memory. Same bytes, same records, same order. */
+static void test_round_trip_scratch_memory(void **state)
+{
+    fixture_t *f = *state;
+    f->scratch = true;
+    round_trip(f, 1, STREAM_CIPHER_AUTO);
+    round_trip(f, 3, STREAM_CIPHER_AUTO);
+    round_trip(f, 2, STREAM_CIPHER_XCHACHA20POLY1305);   /* cannot scatter: opened on arrival */
+}
+
 /* The receiver lowers what the sender asks for; the sender follows. */
 static void test_receiver_limits_are_negotiated(void **state)
 {
@@ -379,6 +392,43 @@ static void through_proxy(fixture_t *f, proxy_mode_t mode, int target, int expec
 static void test_tampered_chunk_aborts(void **state)
 {
     through_proxy(*state, PROXY_TAMPER, 4, STREAM_ERR_TAMPERED, "chunk seq 3 failed authentication");
+}
+
+/* Opened as it is read, a tampered chunk is caught at its end. */
+static void test_tampered_chunk_aborts_scratch_memory(void **state)
+{
+    fixture_t *f = *state;
+    f->scratch = true;
+    through_proxy(f, PROXY_TAMPER, 4, STREAM_ERR_TAMPERED, "chunk seq 3 failed authentication");
+}
+
+/* A record is handed out only once its chunk verified, even from scratch
+ * memory: the first chunk carries a record alone and is tampered with. */
+static void test_tampered_record_is_never_handed_out(void **state)
+{
+    fixture_t *f = *state;
+    f->scratch = true;
+    stream_receiver_config_t rcfg = receiver_config(f);
+    stream_receiver_t *receiver = stream_receiver_new(&rcfg);
+    proxy_t *proxy = proxy_start(stream_receiver_endpoint(receiver), PROXY_TAMPER, 2);
+    receiver_run_t *run = receiver_start(receiver);
+    stream_sender_config_t scfg = sender_config(f, proxy->endpoint);
+    scfg.timeout_ms = 500;
+    stream_sender_t *sender = stream_sender_new(&scfg);
+    assert_int_equal(stream_sender_handshake(sender, LONG_MS), 0);
+    char state_text[512];
+    memset(state_text, 'v', sizeof state_text);   /* the flipped byte lands in the payload */
+    assert_int_equal(stream_send_record(sender, STREAM_RECORD_VCPU_STATE, state_text,
+                                        sizeof state_text), 0);
+    assert_int_equal(stream_sender_finish(sender, 500), STREAM_ERR_TIMEOUT);
+    receiver_join(run);
+    assert_int_equal(run->final_rc, STREAM_ERR_TAMPERED);
+    assert_int_equal(run->records, 0);
+    assert_non_null(strstr(stream_receiver_error(receiver), "chunk seq 1 failed authentication"));
+    stream_sender_destroy(&sender);
+    proxy_stop(&proxy);
+    stream_receiver_destroy(&receiver);
+    free(run);
 }
 
 static void test_replayed_chunk_aborts(void **state)
@@ -626,7 +676,7 @@ static void *answering_main(void *arg)
     }
     uint64_t pages = stream_get_u64(event.data);
     if ((a->rc = stream_receiver_set_memory(a->receiver, a->f->destination,
-                                            pages * STREAM_PAGE_SIZE))
+                                            pages * STREAM_PAGE_SIZE, a->f->scratch))
         || (a->rc = stream_receiver_reply(a->receiver, 7, "room for it", 11)))
         return NULL;
     while ((a->rc = stream_receiver_next(a->receiver, LONG_MS, &event)) == 0) {
@@ -641,6 +691,7 @@ static void *answering_main(void *arg)
 static void test_receiver_replies_and_learns_memory_late(void **state)
 {
     fixture_t *f = *state;
+    f->scratch = true;   /* as a live migration's receiver learns its VM's memory */
     stream_receiver_config_t rcfg = receiver_config(f);
     rcfg.memory = NULL;
     rcfg.memory_bytes = 0;
@@ -681,7 +732,8 @@ static void test_receiver_replies_and_learns_memory_late(void **state)
                      STREAM_ERR_INVALID);
     static uint8_t big[STREAM_REPLY_MAX_BYTES + 1];
     assert_int_equal(stream_receiver_reply(receiver, 9, big, sizeof big), STREAM_ERR_INVALID);
-    assert_int_equal(stream_receiver_set_memory(receiver, f->destination, 100), STREAM_ERR_INVALID);
+    assert_int_equal(stream_receiver_set_memory(receiver, f->destination, 100, false),
+                     STREAM_ERR_INVALID);
     stream_sender_destroy(&sender);
     stream_receiver_destroy(&receiver);
 }
@@ -849,7 +901,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_trip_two_streams_aes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receiver_limits_are_negotiated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proxy_that_only_forwards_is_harmless, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_trip_scratch_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tampered_chunk_aborts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tampered_chunk_aborts_scratch_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tampered_record_is_never_handed_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replayed_chunk_aborts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reordered_chunk_aborts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_chunk_aborts, setup, teardown),
