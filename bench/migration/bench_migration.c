@@ -597,7 +597,8 @@ static void dbheavy_mode_rows(const dbheavy_t *d, bool throttle, const ferry_run
     bool qemu_expected = q && q->expected_downtime_ms >= 0;
     row_open(name, "ms", "lower", ferry_stun, qemu_expected ? &q->expected_downtime_ms : NULL,
              d->b->anchor_name, "ferry: its policy's prediction (dirty bytes left / send rate + "
-             "20 ms switchover cost); QEMU: expected-downtime at its last query-migrate");
+             "the switchover cost, 5 ms by default); QEMU: expected-downtime at its last "
+             "query-migrate");
     printf(", \"goal\": %.0f", limit);
     row_end();
 
