@@ -598,7 +598,7 @@ static void dbheavy_mode_rows(const dbheavy_t *d, bool throttle, const ferry_run
     row_open(name, "ms", "lower", ferry_stun, qemu_expected ? &q->expected_downtime_ms : NULL,
              d->b->anchor_name, "ferry: its policy's prediction (dirty bytes left / send rate + "
              "the switchover cost, 5 ms by default); QEMU: expected-downtime at its last "
-             "query-migrate");
+             "query-migrate, updated once per iteration (may be stale when it completes)");
     printf(", \"goal\": %.0f", limit);
     row_end();
 
