@@ -584,8 +584,11 @@ static void dbheavy_mode_rows(const dbheavy_t *d, bool throttle, const ferry_run
         printf(", \"goal\": %.0f", limit);
         row_end();
     } else {
-        char why[160];
-        snprintf(why, sizeof why, "ferry did not switch over: %s", ferry_outcome);
+        char why[200], qemu_downtime[48] = "";
+        if (q && q->completed)
+            snprintf(qemu_downtime, sizeof qemu_downtime, " (QEMU's downtime: %.0f ms)",
+                     q->downtime_ms);
+        snprintf(why, sizeof why, "ferry did not switch over: %s%s", ferry_outcome, qemu_downtime);
         row_skipped(name, why);
     }
 
