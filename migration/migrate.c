@@ -99,6 +99,26 @@ uint64_t rate_Bps(const rate_estimate_t *rate)
     return average < rate->last_Bps ? average : rate->last_Bps;
 }
 
+/* --- send-rate cap ------------------------------------------------------------ */
+
+void pace_start(pace_t *pace, uint64_t cap_Bps, int64_t now_ns, uint64_t sent)
+{
+    *pace = (pace_t){ .cap_Bps = cap_Bps, .from_ns = now_ns, .from_bytes = sent };
+}
+
+int64_t pace_wait_ns(pace_t *pace, uint64_t sent, int64_t now_ns)
+{
+    if (!pace->cap_Bps)
+        return 0;
+    double due_s = (double)(sent - pace->from_bytes) / (double)pace->cap_Bps;
+    int64_t due_ns = pace->from_ns + (int64_t)(due_s * 1e9);
+    if (due_ns < now_ns - PACE_BURST_NS) {   /* idle that long: keep a burst's credit only */
+        pace_start(pace, pace->cap_Bps, now_ns - PACE_BURST_NS, sent);
+        return 0;
+    }
+    return due_ns > now_ns ? due_ns - now_ns : 0;
+}
+
 /* --- time ------------------------------------------------------------------------ */
 
 int64_t migration_now_ns(void)
@@ -122,6 +142,7 @@ int session_init(migration_session_t *s, const migration_params_t *p, migration_
     *s = (migration_session_t){ .p = p, .out = out, .cb = cb, .ctx = ctx,
                                 .start_ns = migration_now_ns() };
     s->progress.predicted_stun_us = UINT64_MAX;
+    pace_start(&s->pace, p->max_bandwidth_Bps, s->start_ns, 0);
     out->kind = kind;
     snprintf(out->cipher, sizeof out->cipher, "none");
     if (!p->endpoint)
@@ -222,18 +243,15 @@ int session_open(migration_session_t *s, const migration_describe_t *d, const ui
     return 0;
 }
 
-/* Sleeps while the stream is ahead of the bandwidth cap: the wire bytes
- * so far may not exceed cap x time since the start. */
+/* Sleeps while the stream is ahead of the bandwidth cap (pace_wait_ns). */
 static void pace(migration_session_t *s)
 {
-    uint64_t cap = s->p->max_bandwidth_Bps;
-    if (!cap || s->progress.phase == MIGRATION_PHASE_SWITCHOVER)
+    if (s->progress.phase == MIGRATION_PHASE_SWITCHOVER)
         return;
-    uint64_t sent = stream_sender_stats(s->stream).wire_bytes;
-    int64_t due_ns = s->start_ns + (int64_t)((double)sent / (double)cap * 1e9);
-    int64_t ahead_ns = due_ns - migration_now_ns();
-    if (ahead_ns > 0) {
-        struct timespec ts = { .tv_sec = ahead_ns / 1000000000, .tv_nsec = ahead_ns % 1000000000 };
+    int64_t wait_ns = pace_wait_ns(&s->pace, stream_sender_stats(s->stream).wire_bytes,
+                                   migration_now_ns());
+    if (wait_ns > 0) {
+        struct timespec ts = { .tv_sec = wait_ns / 1000000000, .tv_nsec = wait_ns % 1000000000 };
         nanosleep(&ts, NULL);
     }
 }

@@ -25,6 +25,24 @@ typedef struct {
 void rate_add(rate_estimate_t *rate, uint64_t bytes, uint64_t elapsed_us);
 uint64_t rate_Bps(const rate_estimate_t *rate);   /* 0 when unknown */
 
+/* The send-rate cap (migration_params_t.max_bandwidth_Bps): wire bytes may
+ * not run ahead of cap x time. Time the stream spends not sending (a pass end
+ * waiting for the receiver, the dirty log, the policy) banks at most
+ * PACE_BURST_NS of credit: unbounded credit would let the stream catch up on
+ * all of it at full speed, far above the cap (QEMU's budget is per 100 ms
+ * window). Pure: time comes in. */
+#define PACE_BURST_NS 100000000LL   /* 100 ms */
+
+typedef struct {
+    uint64_t cap_Bps;        /* 0: no cap */
+    int64_t from_ns;         /* the account runs from here, */
+    uint64_t from_bytes;     /* with this many bytes sent by then */
+} pace_t;
+
+void pace_start(pace_t *pace, uint64_t cap_Bps, int64_t now_ns, uint64_t sent);
+/* How long to wait before sending on, with `sent` wire bytes sent in all at now_ns. */
+int64_t pace_wait_ns(pace_t *pace, uint64_t sent, int64_t now_ns);
+
 typedef struct {
     const migration_params_t *p;
     migration_result_t *out;
@@ -35,6 +53,7 @@ typedef struct {
     int64_t last_report_ns;
     migration_progress_t progress;
     rate_estimate_t rate;
+    pace_t pace;
 } migration_session_t;
 
 int64_t migration_now_ns(void);

@@ -223,8 +223,52 @@ static bool status_is(const char *json, const char *want)
 
 /* --- one migration ------------------------------------------------------------------ */
 
+/* What a query-migrate reply says while the migration runs. */
+static void note_progress(const char *reply, qemu_result_t *out)
+{
+    double throttle = field(reply, "cpu-throttle-percentage");
+    if (throttle > out->throttle_max)
+        out->throttle_max = (unsigned)throttle;
+    double page_size = field(reply, "page-size");
+    double dirty_Bps = field(reply, "dirty-pages-rate") * (page_size > 0 ? page_size : 4096);
+    if (dirty_Bps > out->dirty_rate_max_Bps)   /* absent: negative */
+        out->dirty_rate_max_Bps = dirty_Bps;
+    double expected = field(reply, "expected-downtime");
+    if (expected >= 0)
+        out->expected_downtime_ms = expected;
+    double passes = field(reply, "dirty-sync-count"), bytes = field(reply, "transferred");
+    if (passes >= 0)
+        out->passes = (uint64_t)passes;
+    if (bytes >= 0)
+        out->bytes = (uint64_t)bytes;
+}
+
+/* Calls the migration off; 0 once QEMU says it is cancelled and the source
+ * still runs the guest. */
+static int cancel_migration(qmp_t *q, char *reply, size_t cap, char *why, size_t whylen)
+{
+    if (!qmp_command(q, "{\"execute\": \"migrate_cancel\"}", reply, cap)) {
+        snprintf(why, whylen, "migrate_cancel failed: %.150s", reply);
+        return -1;
+    }
+    double end = now_s() + 30;
+    while (qmp_command(q, "{\"execute\": \"query-migrate\"}", reply, cap)
+           && !status_is(reply, "cancelled") && now_s() < end)
+        nap_ms(20);
+    if (!status_is(reply, "cancelled")) {
+        snprintf(why, whylen, "QEMU did not cancel the migration within 30 s: %.150s", reply);
+        return -1;
+    }
+    if (!qmp_command(q, "{\"execute\": \"query-status\"}", reply, cap)
+        || !strstr(reply, "\"running\": true")) {
+        snprintf(why, whylen, "the QEMU source is not running after the cancel: %.150s", reply);
+        return -1;
+    }
+    return 0;
+}
+
 int qemu_peer_migrate(const char *image, uint64_t memory_bytes, const char *cmdline,
-                      double warmup_s, uint64_t downtime_limit_ms, qemu_result_t *out,
+                      double warmup_s, const qemu_options_t *options, qemu_result_t *out,
                       char *why, size_t whylen)
 {
     char src_log[128], dst_log[128], src_qmp[128], dst_qmp[128], incoming[64];
@@ -241,6 +285,7 @@ int qemu_peer_migrate(const char *image, uint64_t memory_bytes, const char *cmdl
     q->fd = d->fd = -1;
     char reply[1 << 14];
     int rc = -1;
+    *out = (qemu_result_t){ .expected_downtime_ms = -1 };
 
     double end = now_s() + 120;
     while (now_s() < end && !file_has(src_log, "status=running"))
@@ -254,10 +299,19 @@ int qemu_peer_migrate(const char *image, uint64_t memory_bytes, const char *cmdl
         snprintf(why, whylen, "no QMP on the source QEMU");
         goto out;
     }
+    if (options->auto_converge
+        && !qmp_command(q, "{\"execute\": \"migrate-set-capabilities\", \"arguments\": "
+                        "{\"capabilities\": [{\"capability\": \"auto-converge\", "
+                        "\"state\": true}]}}", reply, sizeof reply)) {
+        snprintf(why, whylen, "migrate-set-capabilities auto-converge failed: %.150s", reply);
+        goto out;
+    }
     char command[512];
+    uint64_t bandwidth = options->max_bandwidth_Bps ? options->max_bandwidth_Bps : 64ull << 30;
     snprintf(command, sizeof command,
              "{\"execute\": \"migrate-set-parameters\", \"arguments\": {\"max-bandwidth\": %llu, "
-             "\"downtime-limit\": %llu}}", 64ull << 30, (unsigned long long)downtime_limit_ms);
+             "\"downtime-limit\": %llu}}", (unsigned long long)bandwidth,
+             (unsigned long long)options->downtime_limit_ms);
     if (!qmp_command(q, command, reply, sizeof reply)) {
         snprintf(why, whylen, "migrate-set-parameters failed: %.150s", reply);
         goto out;
@@ -268,21 +322,32 @@ int qemu_peer_migrate(const char *image, uint64_t memory_bytes, const char *cmdl
         snprintf(why, whylen, "migrate failed: %.150s", reply);
         goto out;
     }
-    end = now_s() + 600;
+    double started = now_s();
+    double give_up_s = options->give_up_s > 0 ? options->give_up_s : 600;
     for (;;) {
         if (!qmp_command(q, "{\"execute\": \"query-migrate\"}", reply, sizeof reply)
-            || status_is(reply, "failed") || now_s() > end) {
+            || status_is(reply, "failed")) {
             snprintf(why, whylen, "QEMU migration failed: %.150s", reply);
             goto out;
         }
+        note_progress(reply, out);
+        out->elapsed_s = now_s() - started;
         if (status_is(reply, "completed"))
             break;
+        if (out->elapsed_s > give_up_s) {
+            if (options->give_up_s <= 0) {
+                snprintf(why, whylen, "QEMU migration still running after %.0f s: %.150s",
+                         give_up_s, reply);
+                goto out;
+            }
+            rc = cancel_migration(q, reply, sizeof reply, why, whylen);
+            goto out;   /* out->completed stays false */
+        }
         nap_ms(20);
     }
+    out->completed = true;
     out->downtime_ms = field(reply, "downtime");
     out->total_ms = field(reply, "total-time");
-    out->bytes = (uint64_t)field(reply, "transferred");
-    out->passes = (uint64_t)field(reply, "dirty-sync-count");
     /* The destination must be running the guest now. */
     if (!qmp_open(d, dst_qmp, 10) || !qmp_command(d, "{\"execute\": \"query-status\"}", reply,
                                                    sizeof reply)
