@@ -44,6 +44,7 @@
 
 #include "common/log.h"
 #include "migration/migrate.h"
+#include "migration/stream.h"
 #include "qemu_peer.h"
 #include "vmm/vm.h"
 
@@ -651,6 +652,7 @@ int main(void)
     const char *log_env = getenv("FERRY_BENCH_LOG");
     if (log_level_parse(log_env ? log_env : "warn", &level) == 0)
         log_set_level(level);
+    stream_tune_malloc();   /* as ferryd does: stream chunks stay in the heap */
     const char *sizes_env = getenv("FERRY_BENCH_SIZES_GIB");
     bench_t b = { .warmup_s = env_number("FERRY_BENCH_WARMUP_S", 8) };
     char sizes[64];
