@@ -12,7 +12,7 @@
 #   - wrongkey: the proxy swaps the sender's ephemeral key in HELLO for one
 #     of its own: h2 refuses the handshake, h1 aborts;
 #   - wrongkey-welcome: the same with h2's ephemeral key in WELCOME: h1
-#     refuses it and tells h2 to give up;
+#     refuses it and tells h2 to give up, and why (migration.abort's reason);
 #
 #   after each, `vm migrate` exits 1 naming the cause, the proxy says what
 #   it changed, h2 records the failure (nothing left running there), and the
@@ -70,6 +70,16 @@ start_proxy() {
     wait_for 10 grep -q "^listening" "$REPORT" || fail "the proxy did not start: $(cat "$WORK/proxy.log")"
 }
 
+# proxy_closed: the proxy saw the migration's connection end and counted it.
+proxy_closed() {
+    wait_for 10 grep -q "^closed" "$REPORT" || fail "the proxy never saw its connection close: $(cat "$REPORT")"
+}
+# no_page_moved: the proxy's one connection closed with no DATA chunk through it.
+no_page_moved() {
+    proxy_closed
+    grep -q "(0 DATA chunks)" "$REPORT" || fail "memory went out before the handshake held: $(cat "$REPORT")"
+}
+
 # last_job I FIELD: FIELD of the newest migration of web1 that agent hI lists.
 last_job() {
     ctl "$1" --json vm migrations >"$WORK/jobs-$1.json" &&
@@ -114,7 +124,10 @@ attempt tamper "failed authentication (tampered in transit" "failed authenticati
 grep -q "^CHANGED: flipped one byte at offset [0-9]* of DATA chunk" "$REPORT" \
     || fail "tamper: the change was not in a DATA chunk: $(cat "$REPORT")"
 attempt wrongkey "rejected the handshake: HELLO failed authentication" "HELLO from $PROXY_ADDRESS failed authentication"
-attempt wrongkey-welcome "WELCOME from .* failed authentication" "abort"
+no_page_moved
+attempt wrongkey-welcome "WELCOME from .* failed authentication" \
+    "the source called it off: handshake: WELCOME from .* failed authentication"
+no_page_moved
 
 step "pass: through the untouched proxy the migration succeeds"
 start_proxy pass
@@ -123,7 +136,7 @@ ctl 1 --json vm migrate web1 --to h2 >"$WORK/pass.json" 2>"$WORK/pass.err" \
 [ "$(json_get "$WORK/pass.json" '(d["state"], d["network"], d["address"])')" = "('succeeded', 'vmotion', '198.18.2.2')" ] \
     || fail "not a migration over vmotion: $(cat "$WORK/pass.json")"
 data_chunks() { grep -o "([0-9]* DATA chunks)" "$REPORT" | tr -dc '0-9\n' | awk '{ n += $1 } END { print n + 0 }'; }
-wait_for 10 grep -q "^closed" "$REPORT" || fail "the proxy never saw its connections close: $(cat "$REPORT")"
+proxy_closed
 [ "$(data_chunks)" -gt 0 ] || fail "no DATA chunk went through the proxy: $(cat "$REPORT")"
 ! grep -q "^CHANGED" "$REPORT" || fail "the proxy changed something in pass mode: $(cat "$REPORT")"
 echo "   the proxy relayed $(data_chunks) DATA chunks untouched"
@@ -132,5 +145,6 @@ echo "   the proxy relayed $(data_chunks) DATA chunks untouched"
 wait_for 30 vm_runs_on 2 web1 || fail "web1 does not run on h2: $(cat "$WORK/show-2-web1.json")"
 wait_for 10 vm_owner_is 1 web1 h2 || fail "h1's state does not name h2 owner of web1"
 [ "$(vm_field 1 web1 'd["running_here"]')" = False ] || fail "web1 still runs on h1 as well"
-nft list table ip mitm | grep -q "counter packets [1-9]" || fail "the redirect rule never matched"
+nft list table ip mitm >"$WORK/mitm.nft"
+grep -q "counter packets [1-9]" "$WORK/mitm.nft" || fail "the redirect rule never matched: $(cat "$WORK/mitm.nft")"
 echo "PASS $TEST_NAME"
