@@ -18,8 +18,10 @@
 #     on), the owner is still h3; once h2 is back, the same VM moves.
 #
 # Tampered chunks and a wrong key are proven on real VMs by
-# tests/unit/test_migrate_faults.c; network selection with separate
-# vmotion and provisioning networks by test_migrate_network.sh.
+# tests/unit/test_migrate_faults.c, and between real agents, with a man in
+# the middle on the vmotion network, by test_migrate_tamper.sh; network
+# selection with separate vmotion and provisioning networks by
+# test_migrate_network.sh.
 source "$(dirname "$0")/lib.sh"
 require_kvm
 
