@@ -54,8 +54,13 @@ static void finish(job_t *job, int rc, const migration_result_t *result, const c
     job->rc = rc;
     if (result)
         job->result = *result;
-    if (rc != 0)
-        snprintf(job->error, sizeof(job->error), "%s", error && error[0] ? error : migration_error_name(rc));
+    const char *what = error && error[0] ? error : migration_error_name(rc);
+    /* A cancelled job failed because of whoever called it off: say who and
+     * why first, then where it stood. */
+    if (rc == MIGRATION_ERR_CANCELLED && job->cancel_why[0])
+        snprintf(job->error, sizeof(job->error), "%s (%s)", job->cancel_why, what);
+    else if (rc != 0)
+        snprintf(job->error, sizeof(job->error), "%s", what);
     job->thread_done = true;
     pthread_mutex_unlock(&m->lock);
     migrations_wake(m);
@@ -137,15 +142,18 @@ static int prepare(job_t *job, char *endpoint, size_t endpoint_cap, char *err, s
 }
 
 /* Best effort: the destination drops its receiver now rather than at its
- * accept timeout. */
-static void abort_at_destination(job_t *job)
+ * accept timeout, and records our reason as its own failure's. */
+static void abort_at_destination(job_t *job, const char *reason)
 {
+    char shortened[MIGRATION_ABORT_REASON_MAX];
+    snprintf(shortened, sizeof(shortened), "%s", reason && reason[0] ? reason : "no reason given");
     msgpack_sbuffer args;
     msgpack_sbuffer_init(&args);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 1);
+    msgpack_pack_map(&pk, 2);
     wire_pack_kv_str(&pk, "id", job->id_hex);
+    wire_pack_kv_str(&pk, "reason", shortened);
     ctl_response_t response;
     bool busy;
     char err[300];
@@ -276,7 +284,7 @@ void *migration_thread_send(void *arg)
     int rc = job->live ? migration_send(&job->machine, &p, on_progress, job, &result)
                        : migration_send_image(job->image_dir, &p, on_progress, job, &result);
     if (rc != 0 && !result.committed)
-        abort_at_destination(job);
+        abort_at_destination(job, result.error_text);
     finish(job, rc, &result, result.error_text);
     return NULL;
 }

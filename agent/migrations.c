@@ -725,6 +725,7 @@ static int cancel_job(migrations_t *self, job_t *job, const char *why)
     }
     pthread_mutex_lock(&self->lock);
     job->cancel = true;
+    snprintf(job->cancel_why, sizeof(job->cancel_why), "%s", why);
     pthread_mutex_unlock(&self->lock);
     if (job->receiver)
         migration_receiver_cancel(job->receiver);
@@ -891,7 +892,15 @@ static int handle_abort(void *ctx, control_call_t *call)
     job_t *job = job_find(self, id);
     if (!job || job->outgoing)
         return control_fail(call, CONTROL_NOT_FOUND, "no incoming migration %s on %s", id, self->name);
-    cancel_job(self, job, "the source called it off");
+    /* The source's reason is for the record only: one that cannot be read
+     * must not keep the receiver waiting. */
+    char reason[MIGRATION_ABORT_REASON_MAX], why[sizeof(job->cancel_why)];
+    int has_reason = wire_get_str(call->args, "reason", reason, sizeof(reason), err, sizeof(err));
+    if (has_reason < 0)
+        log_warn("migrations", "%s: migration.abort with an unreadable reason: %s", job->vm, err);
+    snprintf(why, sizeof(why), "the source called it off%s%s", has_reason == 0 ? ": " : "",
+             has_reason == 0 ? reason : "");
+    cancel_job(self, job, why);
     msgpack_pack_map(call->result, 1);
     wire_pack_kv_str(call->result, "state", job_state_name(job->state));
     return 0;

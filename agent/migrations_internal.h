@@ -17,6 +17,7 @@
 #define MIGRATION_NOTICE_TIMEOUT_MS 1000  /* how long the guest may take to acknowledge
                                              "about to migrate" (vSphere's is configurable) */
 #define MIGRATION_ID_HEX (STREAM_MIGRATION_ID_BYTES * 2 + 1)
+#define MIGRATION_ABORT_REASON_MAX 320  /* migration.abort's reason, with its NUL */
 
 typedef enum { JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED } job_state_t;
 
@@ -60,6 +61,7 @@ typedef struct job {
     bool has_progress;
     migration_network_t network;      /* the destination's choice */
     bool cancel;
+    char cancel_why[360];             /* who called it off and why: the job's error then */
     bool guest_acked;                 /* the guest acknowledged the migration notice */
     bool thread_done;
     int rc;

@@ -5,6 +5,28 @@ set -euo pipefail
 : "${FERRYD:?run through ctest (FERRYD unset)}"
 : "${FERRYCTL:?run through ctest (FERRYCTL unset)}"
 TEST_NAME=$(basename "$0" .sh)
+
+# skip WHY...: this machine cannot run the test; say so loudly and pass.
+skip() { echo "SKIPPED: $*"; exit 0; }
+require_kvm() { (exec 3<>/dev/kvm) 2>/dev/null || skip "no /dev/kvm - $TEST_NAME needs KVM to run VMs"; }
+
+# A script that sets NETNS_NEEDS before sourcing this file runs in a network
+# namespace of its own, where it may add interfaces and firewall rules at
+# will (198.18.0.0/15 addresses only). It is re-run under `unshare --net`
+# before anything else happens, or skipped if that cannot be. NETNS_NEEDS
+# lists what it needs besides root, unshare and ip: commands, or "kvm".
+if [ -n "${NETNS_NEEDS+set}" ] && [ -z "${FERRY_IN_NETNS:-}" ]; then
+    [ "$(id -u)" -eq 0 ] || skip "$TEST_NAME needs root for a network namespace"
+    for need in unshare ip $NETNS_NEEDS; do
+        if [ "$need" = kvm ]; then
+            require_kvm
+        else
+            command -v "$need" >/dev/null || skip "$TEST_NAME needs $need in a network namespace"
+        fi
+    done
+    exec unshare --net env FERRY_IN_NETNS=1 bash "$0" "$@"
+fi
+
 WORK=$(mktemp -d "/tmp/ferry-$TEST_NAME.XXXXXX")
 # A private runtime dir, so a developer's own dev agent is never touched.
 export XDG_RUNTIME_DIR=$WORK/run
@@ -119,4 +141,71 @@ status_field() {
     local i=$1
     ctl "$i" --json cluster status >"$WORK/status-$i.json" 2>/dev/null || return 1
     json_get "$WORK/status-$i.json" "$2"
+}
+
+# cluster_formed NAME...: agent 1 counts every named agent a voter, and
+# each of them sees all of them alive.
+cluster_formed() {
+    ctl 1 --json cluster status >"$WORK/status.json" 2>/dev/null &&
+        [ "$(json_get "$WORK/status.json" 'len(d["voters"])')" -eq $# ] || return 1
+    local want i
+    want=$(python3 -c 'import sys; print(sorted(sys.argv[1:]))' "$@")
+    for i in "${@#h}"; do
+        ctl "$i" --json host list >"$WORK/hosts$i.json" 2>/dev/null &&
+            [ "$(json_get "$WORK/hosts$i.json" 'sorted(m["name"] for m in d["members"] if m["state"] == "alive")')" = "$want" ] ||
+            return 1
+    done
+}
+
+# --- VMs as agents see them ----------------------------------------------------
+# vm_show I VM: `vm show --json` on agent hI into $WORK/show-I-VM.json.
+vm_show() { ctl "$1" --json vm show "$2" >"$WORK/show-$1-$2.json" 2>/dev/null; }
+# vm_field I VM EXPR: EXPR over the last vm_show I VM.
+vm_field() { json_get "$WORK/show-$1-$2.json" "$3"; }
+# vm_runs_on I VM: runs on hI, heartbeating, its self-check clean.
+vm_runs_on() {
+    vm_show "$1" "$2" && [ "$(vm_field "$1" "$2" 'd["running_here"] and d["heartbeats"] > 0 and d["check_errors"] == 0 and d["guest_status"] == "running"')" = True ]
+}
+vm_heartbeats() { vm_show "$1" "$2" && vm_field "$1" "$2" 'd["heartbeats"]'; }
+vm_heartbeats_above() { local n; n=$(vm_heartbeats "$1" "$2") && [ "$n" -gt "$3" ]; }
+vm_owner_is() { vm_show "$1" "$2" && [ "$(vm_field "$1" "$2" 'd["owner"]')" = "$3" ]; }
+
+# --- two agents in a network namespace (NETNS_NEEDS above) --------------------
+# netns_agents NETWORK...: veth interfaces, state and config for agents h1
+# and h2. Each NETWORK is "LETTER:SUBNET:SERVICES": agent hI gets interface
+# f<LETTER>I with address 198.18.SUBNET.I/24, tagged SERVICES. The first
+# network is the management one: the agents bind there, h2 joins h1 on it.
+netns_agents() {
+    local net letter subnet services i
+    ip link set lo up
+    for net in "$@"; do
+        IFS=: read -r letter subnet services <<<"$net"
+        for i in 1 2; do
+            ip link add "f$letter$i" type veth peer name "f$letter${i}x"
+            ip addr add "198.18.$subnet.$i/24" dev "f$letter$i"
+            ip link set "f$letter${i}x" up
+            ip link set "f$letter$i" up
+        done
+    done
+    mkdir -p "$WORK/h1/state" "$WORK/h2/state"
+    "$FERRYD" init --cluster itest --state-dir "$WORK/h1/state" --name h1 >/dev/null
+    cp "$WORK/h1/state/cluster.key" "$WORK/h2/state/"
+    "$FERRYD" init --cluster itest --state-dir "$WORK/h2/state" --name h2 --join-existing >/dev/null
+    local management gossip1
+    IFS=: read -r letter management services <<<"$1"
+    gossip1=$(free_port)
+    for i in 1 2; do
+        {
+            printf '[agent]\nname = h%s\ncluster = itest\nstate_dir = %s\nbind = 198.18.%s.%s\n' \
+                "$i" "$WORK/h$i/state" "$management" "$i"
+            [ "$i" -eq 1 ] || echo "join = 198.18.$management.1:$gossip1"
+            printf '[ports]\ncontrol = %s\nraft = %s\ngossip = %s\nmigration = %s\nhttp = %s\n' \
+                "$(free_port)" "$(free_port)" "$([ "$i" -eq 1 ] && echo "$gossip1" || free_port)" \
+                "$(free_port)" "$(free_port)"
+            for net in "$@"; do
+                IFS=: read -r letter subnet services <<<"$net"
+                printf '[interface f%s%s]\nservices = %s\n' "$letter" "$i" "$services"
+            done
+        } >"$WORK/h$i/ferry.conf"
+    done
 }

@@ -18,34 +18,13 @@
 #     on), the owner is still h3; once h2 is back, the same VM moves.
 #
 # Tampered chunks and a wrong key are proven on real VMs by
-# tests/unit/test_migrate_faults.c; network selection with separate
-# vmotion and provisioning networks by test_migrate_network.sh.
+# tests/unit/test_migrate_faults.c, and between real agents, with a man in
+# the middle on the vmotion network, by test_migrate_tamper.sh; network
+# selection with separate vmotion and provisioning networks by
+# test_migrate_network.sh.
 source "$(dirname "$0")/lib.sh"
+require_kvm
 
-if ! (exec 3<>/dev/kvm) 2>/dev/null; then
-    echo "SKIPPED: no /dev/kvm - $TEST_NAME needs KVM to run VMs"
-    exit 0
-fi
-
-show() {  # show AGENT VM: vm show --json into $WORK/show-AGENT-VM.json
-    ctl "$1" --json vm show "$2" >"$WORK/show-$1-$2.json" 2>/dev/null
-}
-sfield() { json_get "$WORK/show-$1-$2.json" "$3"; }
-running_on() {  # running_on AGENT VM: runs there, heartbeating, self-check clean
-    show "$1" "$2" && [ "$(sfield "$1" "$2" 'd["running_here"] and d["heartbeats"] > 0 and d["check_errors"] == 0 and d["guest_status"] == "running"')" = True ]
-}
-heartbeats() { show "$1" "$2" && sfield "$1" "$2" 'd["heartbeats"]'; }
-heartbeats_above() { local n; n=$(heartbeats "$1" "$2") && [ "$n" -gt "$3" ]; }
-owner_is() { show "$1" "$2" && [ "$(sfield "$1" "$2" 'd["owner"]')" = "$3" ]; }
-alive_seen_by() {
-    ctl "$1" --json host list >"$WORK/hosts$1.json" 2>/dev/null &&
-        [ "$(json_get "$WORK/hosts$1.json" 'sorted(m["name"] for m in d["members"] if m["state"] == "alive")')" = "['h1', 'h2', 'h3']" ]
-}
-all_members() {
-    ctl 1 --json cluster status >"$WORK/status.json" 2>/dev/null &&
-        [ "$(json_get "$WORK/status.json" 'len(d["voters"])')" -eq 3 ] &&
-        alive_seen_by 1 && alive_seen_by 2 && alive_seen_by 3
-}
 refused() {  # refused WHAT EXPECTED AGENT ARGS...: exit 1, one line naming the problem
     local what=$1 expected=$2 agent=$3 rc; shift 3
     set +e
@@ -62,19 +41,19 @@ make_agent 1; make_agent 2; make_agent 3 "$(printf '[migration]\nbandwidth = 4M'
 start_agent 1
 wait_for 30 ctl 1 cluster status || fail "h1 does not answer: $(tail -5 "$WORK/h1.log")"
 start_agent 2; start_agent 3
-wait_for 60 all_members || fail "h1, h2 and h3 do not form a cluster: $(cat "$WORK/status.json" 2>/dev/null)"
+wait_for 60 cluster_formed h1 h2 h3 || fail "h1, h2 and h3 do not form a cluster: $(cat "$WORK/status.json" 2>/dev/null)"
 
 step "create an idle, a web and a db VM on h1"
 ctl 1 vm create idle1 --memory 128M --profile idle --host h1 --start >/dev/null
 ctl 1 vm create web1 --memory 128M --profile web:hot=16M,rate=32M --host h1 --start >/dev/null
 ctl 1 vm create db1 --memory 128M --profile db:wss=32M,rate=64M --host h1 --start >/dev/null
 for vm in idle1 web1 db1; do
-    wait_for 60 running_on 1 $vm || fail "$vm does not run on h1: $(cat "$WORK/show-1-$vm.json")"
+    wait_for 60 vm_runs_on 1 $vm || fail "$vm does not run on h1: $(cat "$WORK/show-1-$vm.json")"
 done
 
 for vm in idle1 web1 db1; do
     step "live-migrate $vm h1 -> h2 with --verify"
-    generation=$(show 1 $vm && sfield 1 $vm 'd["generation"]')
+    generation=$(vm_show 1 $vm && vm_field 1 $vm 'd["generation"]')
     ctl 1 --json vm migrate $vm --to h2 --verify >"$WORK/migrate-$vm.json" 2>"$WORK/migrate-$vm.err" \
         || fail "vm migrate $vm failed: $(cat "$WORK/migrate-$vm.err")"
     m() { json_get "$WORK/migrate-$vm.json" "$1"; }
@@ -89,15 +68,15 @@ for vm in idle1 web1 db1; do
     [ -n "$(m 'd["cipher"]')" ] || fail "$vm: no cipher named"
     [ "$(m 'd["guest_notified"]')" = True ] || fail "$vm: the guest did not acknowledge the migration notice"
     echo "   $vm: downtime $(m 'd["downtime_ms"]') ms, total $(m 'd["total_ms"]') ms, $(m 'd["passes"]') passes, $(m 'd["cipher"]')"
-    wait_for 30 running_on 2 $vm || fail "$vm does not run on h2 after the move: $(cat "$WORK/show-2-$vm.json")"
-    before=$(heartbeats 2 $vm)
-    wait_for 30 heartbeats_above 2 $vm "$before" || fail "$vm stopped heartbeating on h2"
+    wait_for 30 vm_runs_on 2 $vm || fail "$vm does not run on h2 after the move: $(cat "$WORK/show-2-$vm.json")"
+    before=$(vm_heartbeats 2 $vm)
+    wait_for 30 vm_heartbeats_above 2 $vm "$before" || fail "$vm stopped heartbeating on h2"
     console_finished() { ctl 2 vm console $vm --bytes 1M >"$WORK/console-$vm.txt" && grep -q "ferry-guest: migration [0-9]* finished" "$WORK/console-$vm.txt"; }
     wait_for 10 console_finished || fail "$vm's guest never printed that its migration finished"
-    show 1 $vm
-    [ "$(sfield 1 $vm 'd["running_here"]')" = False ] || fail "$vm still runs on h1"
-    wait_for 10 owner_is 1 $vm h2 || fail "h1's state does not name h2 owner of $vm"
-    [ "$(sfield 1 $vm "d['generation'] > $generation")" = True ] || fail "$vm: the generation did not move"
+    vm_show 1 $vm
+    [ "$(vm_field 1 $vm 'd["running_here"]')" = False ] || fail "$vm still runs on h1"
+    wait_for 10 vm_owner_is 1 $vm h2 || fail "h1's state does not name h2 owner of $vm"
+    [ "$(vm_field 1 $vm "d['generation'] > $generation")" = True ] || fail "$vm: the generation did not move"
 done
 
 step "the source's job list and the destination's agree"
@@ -122,13 +101,13 @@ ctl 1 --json vm migrate web1 --to h3 >"$WORK/forwarded.json" 2>"$WORK/forwarded.
     || fail "the forwarded migration failed: $(cat "$WORK/forwarded.err")"
 [ "$(json_get "$WORK/forwarded.json" '(d["state"], d["from"], d["to"], d["role"])')" = "('succeeded', 'h2', 'h3', 'source')" ] \
     || fail "the forwarded migration did not run on h2: $(cat "$WORK/forwarded.json")"
-wait_for 30 running_on 3 web1 || fail "web1 does not run on h3 after the forwarded move"
+wait_for 30 vm_runs_on 3 web1 || fail "web1 does not run on h3 after the forwarded move"
 
 step "the destination frozen, then killed, mid pre-copy: the VM stays on h3"
 # h3's bandwidth cap makes the full pass of big1's written memory last seconds.
 ctl 3 vm create big1 --memory 256M --profile web:hot=64M,rate=64M --host h3 --start >/dev/null
-wait_for 60 running_on 3 big1 || fail "big1 does not run on h3"
-written_32m() { show 3 big1 && [ "$(sfield 3 big1 'd["pages_written"] >= 8192')" = True ]; }
+wait_for 60 vm_runs_on 3 big1 || fail "big1 does not run on h3"
+written_32m() { vm_show 3 big1 && [ "$(vm_field 3 big1 'd["pages_written"] >= 8192')" = True ]; }
 wait_for 60 written_32m || fail "big1 does not write 32 MiB: $(cat "$WORK/show-3-big1.json")"
 ctl 3 --json vm migrate big1 --to h2 >"$WORK/migrate-big1.json" 2>"$WORK/migrate-big1.err" &
 MIGRATE_PID=$!
@@ -146,14 +125,14 @@ set -e
 [ $rc -eq 1 ] || fail "vm migrate big1 exited $rc with h2 killed: $(cat "$WORK/migrate-big1.err")"
 grep -q "keeps running on h3" "$WORK/migrate-big1.err" || fail "no clear failure: $(cat "$WORK/migrate-big1.err")"
 echo "   $(cat "$WORK/migrate-big1.err")"
-wait_for 30 running_on 3 big1 || fail "big1 does not run on h3 after the failed move"
-before=$(heartbeats 3 big1)
-wait_for 30 heartbeats_above 3 big1 "$before" || fail "big1 stopped heartbeating on h3"
-owner_is 3 big1 h3 || fail "big1's owner changed to $(sfield 3 big1 'd["owner"]')"
+wait_for 30 vm_runs_on 3 big1 || fail "big1 does not run on h3 after the failed move"
+before=$(vm_heartbeats 3 big1)
+wait_for 30 vm_heartbeats_above 3 big1 "$before" || fail "big1 stopped heartbeating on h3"
+vm_owner_is 3 big1 h3 || fail "big1's owner changed to $(vm_field 3 big1 'd["owner"]')"
 
 step "h2 back: the same VM moves"
 start_agent 2
-wait_for 60 all_members || fail "h2 does not rejoin"
+wait_for 60 cluster_formed h1 h2 h3 || fail "h2 does not rejoin"
 wait_for 60 ctl 3 vm migrate big1 --to h2 >/dev/null 2>&1 || fail "big1 does not move once h2 is back"
-wait_for 30 running_on 2 big1 || fail "big1 does not run on h2"
+wait_for 30 vm_runs_on 2 big1 || fail "big1 does not run on h2"
 echo "PASS $TEST_NAME"

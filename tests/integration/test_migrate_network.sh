@@ -12,85 +12,21 @@
 #     provisioning, the session coming from h2's provisioning address; a
 #     start on h1 resumes it from the image: the guest's own heartbeat
 #     counter goes on from where it was, rather than from a fresh boot.
-if [ -z "${FERRY_IN_NETNS:-}" ]; then
-    if [ "$(id -u)" -ne 0 ] || ! command -v unshare >/dev/null || ! command -v ip >/dev/null; then
-        echo "SKIPPED: $(basename "$0" .sh) needs root, unshare and ip (iproute2) for a network namespace"
-        exit 0
-    fi
-    if ! (exec 3<>/dev/kvm) 2>/dev/null; then
-        echo "SKIPPED: no /dev/kvm - $(basename "$0" .sh) needs KVM to run VMs"
-        exit 0
-    fi
-    exec unshare --net env FERRY_IN_NETNS=1 bash "$0" "$@"
-fi
+NETNS_NEEDS="kvm"
 source "$(dirname "$0")/lib.sh"
 
 step "a private network namespace: three tagged interfaces per agent"
-ip link set lo up
-for i in 1 2; do
-    for net in m:1 v:2 p:3; do
-        dev=f${net%%:*}$i
-        ip link add "$dev" type veth peer name "${dev}x"
-        ip addr add "198.18.${net##*:}.$i/24" dev "$dev"
-        ip link set "${dev}x" up
-        ip link set "$dev" up
-    done
-done
-
-write_config() {  # write_config I JOIN
-    local i=$1 join=$2 dir=$WORK/h$1
-    mkdir -p "$dir"
-    cat >"$dir/ferry.conf" <<CONF
-[agent]
-name = h$i
-cluster = itest
-state_dir = $dir/state
-bind = 198.18.1.$i
-$join
-[ports]
-control = $(free_port)
-raft = $(free_port)
-gossip = $(cat "$dir/gossip_port")
-migration = $(free_port)
-http = $(free_port)
-[interface fm$i]
-services = management, raft, gossip
-[interface fv$i]
-services = vmotion
-[interface fp$i]
-services = provisioning
-CONF
-}
-mkdir -p "$WORK/h1" "$WORK/h2"
-free_port >"$WORK/h1/gossip_port"; free_port >"$WORK/h2/gossip_port"
-"$FERRYD" init --cluster itest --state-dir "$WORK/h1/state" --name h1 >/dev/null
-mkdir -p "$WORK/h2/state"; cp "$WORK/h1/state/cluster.key" "$WORK/h2/state/"
-"$FERRYD" init --cluster itest --state-dir "$WORK/h2/state" --name h2 --join-existing >/dev/null
-write_config 1 ""
-write_config 2 "join = 198.18.1.1:$(cat "$WORK/h1/gossip_port")"
-
-alive_seen_by() {
-    ctl "$1" --json host list >"$WORK/hosts$1.json" 2>/dev/null &&
-        [ "$(json_get "$WORK/hosts$1.json" 'sorted(m["name"] for m in d["members"] if m["state"] == "alive")')" = "['h1', 'h2']" ]
-}
-both_members() {
-    ctl 1 --json cluster status >"$WORK/status.json" 2>/dev/null &&
-        [ "$(json_get "$WORK/status.json" 'len(d["voters"])')" -eq 2 ] && alive_seen_by 1 && alive_seen_by 2
-}
-show() { ctl "$1" --json vm show "$2" >"$WORK/show-$1-$2.json" 2>/dev/null; }
-running_on() {
-    show "$1" "$2" && [ "$(json_get "$WORK/show-$1-$2.json" 'd["running_here"] and d["heartbeats"] > 0')" = True ]
-}
+netns_agents "m:1:management, raft, gossip" "v:2:vmotion" "p:3:provisioning"
 
 step "two agents on their management addresses"
 start_agent 1
 wait_for 30 ctl 1 cluster status || fail "h1 does not answer: $(tail -5 "$WORK/h1.log")"
 start_agent 2
-wait_for 60 both_members || fail "h1 and h2 do not form a cluster"
+wait_for 60 cluster_formed h1 h2 || fail "h1 and h2 do not form a cluster"
 
 step "live migration h1 -> h2 goes over vmotion"
 ctl 1 vm create web1 --memory 128M --profile web:hot=16M,rate=16M --host h1 --start >/dev/null
-wait_for 60 running_on 1 web1 || fail "web1 does not run on h1"
+wait_for 60 vm_runs_on 1 web1 || fail "web1 does not run on h1"
 ctl 1 --json vm migrate web1 --to h2 >"$WORK/live.json" 2>"$WORK/live.err" || fail "live migration failed: $(cat "$WORK/live.err")"
 m() { json_get "$WORK/$1.json" "$2"; }
 [ "$(m live '(d["network"], d["interface"], d["address"], d["network_fallback"])')" = "('vmotion', 'fv2', '198.18.2.2', False)" ] \
@@ -98,7 +34,7 @@ m() { json_get "$WORK/$1.json" "$2"; }
 grep -q "stream receiver: session with 198.18.2.1" "$WORK/h2.log" \
     || fail "h2 did not see the session arrive from h1's vmotion address: $(grep 'stream receiver' "$WORK/h2.log")"
 echo "   $(grep -o 'stream receiver: session with [^:]*' "$WORK/h2.log" | tail -1), bound on $(m live 'd["address"]')"
-wait_for 30 running_on 2 web1 || fail "web1 does not run on h2"
+wait_for 30 vm_runs_on 2 web1 || fail "web1 does not run on h2"
 
 step "suspend on h2, cold migration h2 -> h1 goes over provisioning"
 wait_for 10 ctl 2 vm stop web1 --suspend || fail "vm stop --suspend failed: $(ctl 2 vm stop web1 --suspend 2>&1)"
@@ -115,10 +51,10 @@ grep -q "stream receiver: session with 198.18.3.2" "$WORK/h1.log" \
 
 step "a start on h1 resumes the image"
 ctl 1 vm start web1 >/dev/null || fail "vm start web1 on h1 failed"
-wait_for 30 running_on 1 web1 || fail "web1 does not run on h1"
+wait_for 30 vm_runs_on 1 web1 || fail "web1 does not run on h1"
 resumed=$(ctl 1 --json vm events web1 | python3 -c 'import json,sys; print(sum(1 for e in json.load(sys.stdin)["events"] if e["kind"] == "resumed"))')
 [ "$resumed" -ge 1 ] || fail "web1 booted afresh rather than resuming: $(ctl 1 vm events web1)"
-show 1 web1
+vm_show 1 web1
 [ "$(json_get "$WORK/show-1-web1.json" 'd["heartbeat_counter"] > d["heartbeats"]')" = True ] \
     || fail "the guest's own counter started over: $(cat "$WORK/show-1-web1.json")"
 [ ! -e "$WORK/h1/state/images/web1" ] || fail "the image outlived the resume"
