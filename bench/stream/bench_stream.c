@@ -11,6 +11,10 @@
  *     sent in 8 passes (2 GiB in all) with 1 and 2 parallel streams, 2 and
  *     4 MiB chunks, from the first page to the receiver's confirmation of
  *     DONE; the copy is compared with the source before any row is printed.
+ *     K=1 also runs with each end pinned to a core of its own (sender and
+ *     its ZeroMQ I/O thread on CPU 0, receiver and its on CPU 1), as if on
+ *     two hosts with one core each; and reports the process's page faults
+ *     per GiB (FERRY_BENCH_MALLOC=default: without stream_tune_malloc()).
  * Sender and receiver share the machine's cores (loopback), and on a shared
  * machine other work takes some of them: wall-clock rows depend on that load
  * (reported in "machine"). The CPU rows do not: the AEAD ceilings are bytes
@@ -64,6 +68,13 @@ static double process_cpu_s(void)
          + (double)usage.ru_stime.tv_sec + (double)usage.ru_stime.tv_usec * 1e-6;
 }
 
+static long minor_faults(void)
+{
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_minflt;
+}
+
 static double load_average(void)
 {
     double load = -1;
@@ -85,11 +96,11 @@ static void row_begin(const char *name)
     printf("%s\n  {\"case\": \"%s\"", rows_printed++ ? "," : "", name);
 }
 
-static void row(const char *name, const char *unit, double value, double anchor,
-                const char *anchor_name, double goal, const char *note)
+static void row_rated(const char *name, const char *unit, const char *better, double value,
+                      double anchor, const char *anchor_name, double goal, const char *note)
 {
     row_begin(name);
-    printf(", \"unit\": \"%s\", \"better\": \"higher\", \"ferry\": %.3f", unit, value);
+    printf(", \"unit\": \"%s\", \"better\": \"%s\", \"ferry\": %.3f", unit, better, value);
     if (anchor > 0)
         printf(", \"anchor\": %.3f, \"anchor_name\": \"%s\"", anchor, anchor_name);
     if (goal > 0)
@@ -97,6 +108,12 @@ static void row(const char *name, const char *unit, double value, double anchor,
     if (note)
         printf(", \"note\": \"%s\"", note);
     printf("}");
+}
+
+static void row(const char *name, const char *unit, double value, double anchor,
+                const char *anchor_name, double goal, const char *note)
+{
+    row_rated(name, unit, "higher", value, anchor, anchor_name, goal, note);
 }
 
 static void row_skipped(const char *name, const char *reason)
@@ -270,6 +287,7 @@ typedef struct {
     double sender_gbpcs;     /* guest bytes per sender-thread CPU second */
     double receiver_gbpcs;
     double process_gbpcs;    /* guest bytes per CPU-second of the whole process */
+    double faults_per_gib;   /* page faults of the process per GiB of guest bytes */
     char cipher[32];
     int rc;
 } stream_result_t;
@@ -315,6 +333,7 @@ static stream_result_t stream_throughput(uint8_t *source, uint8_t *destination, 
     for (uint64_t p = 0; p < IMAGE_PAGES; p++)
         indices[p] = p;
 
+    long faults = minor_faults();
     double start = now_s(), cpu = thread_cpu_s(), process_cpu = process_cpu_s();
     for (uint32_t pass = 1; pass <= STREAM_PASSES && result.rc == 0; pass++) {
         result.rc = stream_send_pages(sender, source, indices, IMAGE_PAGES);
@@ -326,6 +345,7 @@ static stream_result_t stream_throughput(uint8_t *source, uint8_t *destination, 
     double elapsed = now_s() - start, sender_cpu = thread_cpu_s() - cpu;
     pthread_join(thread, NULL);
     double all_cpu = process_cpu_s() - process_cpu;
+    faults = minor_faults() - faults;
     if (result.rc == 0)
         result.rc = run.rc;
     if (result.rc == 0 && memcmp(source, destination, rcfg.memory_bytes) != 0)
@@ -336,6 +356,7 @@ static stream_result_t stream_throughput(uint8_t *source, uint8_t *destination, 
     result.sender_gbpcs = bytes / sender_cpu / 1e9;
     result.receiver_gbpcs = bytes / run.cpu_s / 1e9;
     result.process_gbpcs = bytes / all_cpu / 1e9;
+    result.faults_per_gib = (double)faults / (bytes / (1024.0 * 1024 * 1024));
     snprintf(result.cipher, sizeof result.cipher, "%s", stream_sender_cipher(sender));
     if (result.rc)
         fprintf(stderr, "bench stream: failed: %s%s\n", stream_sender_error(sender),
@@ -408,7 +429,12 @@ static void stream_rows(const char *label, stream_result_t r, double ceiling,
 int main(void)
 {
     log_set_level(LOG_LEVEL_WARN);
-    stream_tune_malloc();   /* as ferryd does */
+    /* As ferryd does; FERRY_BENCH_MALLOC=default leaves glibc's defaults,
+     * to see what the tuning saves (the page-fault row). */
+    const char *malloc_env = getenv("FERRY_BENCH_MALLOC");
+    bool tuned = !malloc_env || strcmp(malloc_env, "default") != 0;
+    if (tuned)
+        stream_tune_malloc();
     if (!stream_crypto_init()) {
         printf("{\"bench\": \"stream\", \"rows\": [{\"case\": \"all\", \"skipped\": \"libsodium failed\"}]}\n");
         return 0;
@@ -417,13 +443,6 @@ int main(void)
     cpu_model(model, sizeof model);
     double load_before = load_average();
     bool have_aes = stream_cipher_available(STREAM_CIPHER_AES256GCM);
-
-    fprintf(stderr, "bench stream: AEAD ceilings\n");
-    double aes = have_aes ? aead_ceiling(STREAM_CIPHER_AES256GCM, 1.5) : 0;
-    double aes_sodium = have_aes ? libsodium_aes_gcm(1.5) : 0;
-    double xchacha = aead_ceiling(STREAM_CIPHER_XCHACHA20POLY1305, 1.5);
-    fprintf(stderr, "bench stream: plaintext ZeroMQ\n");
-    double plain = plaintext_zeromq();
 
     size_t image_bytes = (size_t)IMAGE_PAGES * STREAM_PAGE_SIZE;
     uint8_t *source = aligned_alloc(STREAM_PAGE_SIZE, image_bytes);
@@ -452,6 +471,14 @@ int main(void)
     fprintf(stderr, "bench stream: stream K=1, half the pages zero\n");
     fill_random_pages(source, IMAGE_PAGES, 2);
     k1_half = stream_throughput(source, destination, 1, 2 << 20, STREAM_CIPHER_AUTO, false);
+    /* The anchors after the stream runs: their 4 MiB buffers, freed, would
+     * raise glibc's mmap threshold and hide what untuned malloc costs. */
+    fprintf(stderr, "bench stream: AEAD ceilings\n");
+    double aes = have_aes ? aead_ceiling(STREAM_CIPHER_AES256GCM, 1.5) : 0;
+    double aes_sodium = have_aes ? libsodium_aes_gcm(1.5) : 0;
+    double xchacha = aead_ceiling(STREAM_CIPHER_XCHACHA20POLY1305, 1.5);
+    fprintf(stderr, "bench stream: plaintext ZeroMQ\n");
+    double plain = plaintext_zeromq();
 
     printf("{\"bench\": \"stream\", \"machine\": {\"cpus\": %ld, \"model\": \"%s\", "
            "\"load_1m_before\": %.2f, \"load_1m_after\": %.2f},\n",
@@ -481,9 +508,15 @@ int main(void)
                         "needs 2 CPUs: one for each end");
         stream_rows("stream K=2 aes256gcm 2 MiB chunks", k2, aes, aes_name, true);
         stream_rows("stream K=1 aes256gcm 4 MiB chunks", k1_4m, aes, aes_name, true);
-        if (k1.rc == 0)
+        if (k1.rc == 0) {
             row("stream K=1 aes256gcm vs plaintext zeromq", "GB/s", k1.gbps, plain,
                 "plaintext ZeroMQ loopback, same run", 0, NULL);
+            row_rated("stream K=1 aes256gcm page faults", "faults per GiB", "lower",
+                      k1.faults_per_gib, 0, NULL, 0,
+                      tuned ? "stream_tune_malloc() as in ferryd (FERRY_BENCH_MALLOC=default "
+                              "for glibc's defaults); 262144 would be one per 4 KiB page"
+                            : "glibc's malloc defaults (FERRY_BENCH_MALLOC=default)");
+        }
     } else {
         row_skipped("stream K=1 aes256gcm 2 MiB chunks", "no AES-NI");
     }
