@@ -18,7 +18,9 @@ trap cleanup EXIT
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+# free_port and the three-host cluster of step 6 (shared with the integration
+# tests and bench/migration_agent).
+source "$(dirname "$0")/loopback_cluster.sh"
 port_busy() { python3 -c 'import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(("127.0.0.1",int(sys.argv[1])))!=0)' "$1"; }
 
 say "1. a single-agent dev cluster on 127.0.0.1"
@@ -74,33 +76,10 @@ fi
 
 say "6. a three-host cluster on loopback: gossip membership and Raft"
 for i in 1 2 3; do
-    d=$work/h$i
-    mkdir -p "$d"
-    if [ "$i" -eq 1 ]; then
-        "$FERRYD" init --cluster demo --state-dir "$d/state" --name "host$i" >/dev/null
-    else
-        mkdir -p "$d/state"; cp "$work/h1/state/cluster.key" "$d/state/"
-        "$FERRYD" init --cluster demo --state-dir "$d/state" --name "host$i" --join-existing >/dev/null
-    fi
-    gossip=$(free_port)
-    [ "$i" -eq 1 ] && seed=$gossip
-    cat >"$d/ferry.conf" <<CONF
-[agent]
-name = host$i
-cluster = demo
-state_dir = $d/state
-bind = 127.0.0.1
-$([ "$i" -eq 1 ] || echo "join = 127.0.0.1:$seed")
-[ports]
-control = $(free_port)
-raft = $(free_port)
-gossip = $gossip
-migration = $(free_port)
-http = $(free_port)
-CONF
-    "$FERRYD" run --config "$d/ferry.conf" >"$d/log" 2>&1 &
-    pids+=($!)
-    eval "pid_$i=$!"
+    loopback_agent_config "$work" "$i" "host$i" demo
+    loopback_agent_start "$work" "$i" "$work/h$i/log"
+    pids+=("$LOOPBACK_PID")
+    eval "pid_$i=$LOOPBACK_PID"
 done
 h() { "$FERRYCTL" --cred "$work/h$1/state/admin.cred" "${@:2}"; }
 voters() { h 1 --json cluster status 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["voters"]))'; }

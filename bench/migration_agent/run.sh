@@ -30,38 +30,17 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+# The agents' state, config and free ports (shared with `make demo` and the
+# integration tests).
+FERRYD=$build/ferryd
+source "$(dirname "$0")/../../deploy/loopback_cluster.sh"
 h() { "$build/ferryctl" --cred "$work/h$1/state/admin.cred" "${@:2}"; }
 
 echo "bench migration_agent: three agents on 127.0.0.1" >&2
-seed=""
 for i in 1 2 3; do
-    d=$work/h$i
-    mkdir -p "$d/state"
-    if [ "$i" -eq 1 ]; then
-        "$build/ferryd" init --cluster bench --state-dir "$d/state" --name "h$i" >/dev/null
-    else
-        cp "$work/h1/state/cluster.key" "$d/state/"
-        "$build/ferryd" init --cluster bench --state-dir "$d/state" --name "h$i" --join-existing >/dev/null
-    fi
-    gossip=$(free_port)
-    [ -n "$seed" ] || seed=$gossip
-    cat >"$d/ferry.conf" <<CONF
-[agent]
-name = h$i
-cluster = bench
-state_dir = $d/state
-bind = 127.0.0.1
-$([ "$i" -eq 1 ] || echo "join = 127.0.0.1:$seed")
-[ports]
-control = $(free_port)
-raft = $(free_port)
-gossip = $gossip
-migration = $(free_port)
-http = $(free_port)
-CONF
-    "$build/ferryd" run --config "$d/ferry.conf" >"$d/log" 2>&1 &
-    pids+=($!)
+    loopback_agent_config "$work" "$i" "h$i" bench
+    loopback_agent_start "$work" "$i" "$work/h$i/log"
+    pids+=("$LOOPBACK_PID")
 done
 voters() { h 1 --json cluster status 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["voters"]))' 2>/dev/null || echo 0; }
 for _ in $(seq 1 300); do [ "$(voters)" = 3 ] && break; sleep 0.1; done

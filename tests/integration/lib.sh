@@ -50,10 +50,9 @@ trap cleanup EXIT
 step() { echo "== $TEST_NAME: $*"; }
 fail() { echo "FAIL $TEST_NAME: $*" >&2; exit 1; }
 
-# A TCP port nothing listens on right now (the kernel picks it).
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
+# free_port, and the state and config of agents on loopback (make_agent and
+# start_agent below): shared with `make demo` and bench/migration_agent.
+source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/loopback_cluster.sh"
 
 # wait_for SECONDS COMMAND...: polls COMMAND every 0.1 s until it succeeds.
 wait_for() {
@@ -86,48 +85,19 @@ start_dev_agent() {
 }
 
 # --- multi-agent clusters on loopback ---------------------------------------
-# make_agent I [EXTRA_INI]: state dir, config and ports for agent hI. Agent 1
-# founds the cluster; the others copy its cluster key and join through its
-# gossip port. Sets nothing global but files under $WORK/hI.
-make_agent() {
-    local i=$1 extra=${2:-}
-    local dir=$WORK/h$i
-    mkdir -p "$dir"
-    if [ "$i" -eq 1 ]; then
-        "$FERRYD" init --cluster itest --state-dir "$dir/state" --name "h$i" >/dev/null
-    else
-        mkdir -p "$dir/state"
-        cp "$WORK/h1/state/cluster.key" "$dir/state/"
-        "$FERRYD" init --cluster itest --state-dir "$dir/state" --name "h$i" --join-existing >/dev/null
-    fi
-    local control raft gossip migration http
-    control=$(free_port); raft=$(free_port); gossip=$(free_port); migration=$(free_port); http=$(free_port)
-    echo "$gossip" >"$dir/gossip_port"
-    local join=""
-    [ "$i" -eq 1 ] || join="join = 127.0.0.1:$(cat "$WORK/h1/gossip_port")"
-    cat >"$dir/ferry.conf" <<CONF
-[agent]
-name = h$i
-cluster = itest
-state_dir = $dir/state
-bind = 127.0.0.1
-$join
-[ports]
-control = $control
-raft = $raft
-gossip = $gossip
-migration = $migration
-http = $http
-$extra
-CONF
-}
+# make_agent I [EXTRA_INI]: state dir, config and ports for agent hI in
+# cluster itest (under $WORK/hI). Agent 1 founds the cluster; the others copy
+# its cluster key and join through its gossip port. EXTRA_INI is appended to
+# the config (a [migration] section, say).
+make_agent() { loopback_agent_config "$WORK" "$1" "h$1" itest "${2:-}"; }
 
-# start_agent I: runs agent hI in the background (log in $WORK/hI.log).
+# start_agent I: runs agent hI in the background (log in $WORK/hI.log); sets
+# AGENT_PID_I.
 start_agent() {
     local i=$1
-    "$FERRYD" run --config "$WORK/h$i/ferry.conf" >>"$WORK/h$i.log" 2>&1 &
-    eval "AGENT_PID_$i=$!"
-    PIDS+=("$!")
+    loopback_agent_start "$WORK" "$i" "$WORK/h$i.log"
+    eval "AGENT_PID_$i=$LOOPBACK_PID"
+    PIDS+=("$LOOPBACK_PID")
 }
 
 # ctl I ARGS...: ferryctl against agent hI with its own admin credential.
