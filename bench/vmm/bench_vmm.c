@@ -23,97 +23,18 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "vm_bench.h"
 #include "vmm/vm.h"
 
-#define MIB (1ull << 20)
-#define GIB (1ull << 30)
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void nap_us(long us)
-{
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    nanosleep(&ts, NULL);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* --- JSON rows ---------------------------------------------------------------- */
-
-static int rows_printed;
-
-static void row_begin(const char *name)
-{
-    printf("%s\n  {\"case\": \"%s\"", rows_printed++ ? "," : "", name);
-}
 
 static void row(const char *name, const char *unit, const char *better, double ferry,
                 double anchor, const char *anchor_name, const char *note)
 {
-    row_begin(name);
-    printf(", \"unit\": \"%s\", \"better\": \"%s\", \"ferry\": %.4g", unit, better, ferry);
+    vmb_row_measured(name, unit, better, ferry);
     if (anchor_name)
-        printf(", \"anchor\": %.4g, \"anchor_name\": \"%s\"", anchor, anchor_name);
-    if (note)
-        printf(", \"note\": \"%s\"", note);
-    printf("}");
-}
-
-static void row_skipped(const char *name, const char *why)
-{
-    row_begin(name);
-    printf(", \"skipped\": \"%s\"}", why);
-}
-
-/* --- helpers -------------------------------------------------------------------- */
-
-static vm_t *new_vm(const char *name, uint64_t mem, unsigned vcpus, const char *cmdline,
-                    char *err, size_t errlen)
-{
-    vm_config_t cfg = {.name = name, .memory_bytes = mem, .vcpus = vcpus, .cmdline = cmdline};
-    return vm_new(&cfg, err, errlen);
-}
-
-/* Waits (bounded) for the first heartbeat; returns its CLOCK_MONOTONIC ns or 0. */
-static int64_t first_heartbeat(vm_t *vm, double timeout_s)
-{
-    double end = now_s() + timeout_s;
-    vm_status_t st;
-    do {
-        vm_status(vm, &st);
-        if (st.heartbeats_seen > 0)
-            return st.last_heartbeat_ns;
-        nap_us(100);
-    } while (now_s() < end && st.state != VM_STOPPED);
-    return 0;
-}
-
-static uint64_t mem_available(void)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[128];
-    unsigned long long kib = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return (uint64_t)kib * 1024;
+        vmb_row_anchor(anchor, anchor_name);
+    vmb_row_end(note);
 }
 
 /* --- boot --------------------------------------------------------------------------- */
@@ -123,24 +44,16 @@ static double ferry_boot_ms(int runs, char *why, size_t whylen)
     double v[16];
     int n = 0;
     for (int i = 0; i < runs; i++) {
-        char err[200];
-        int64_t t0 = (int64_t)(now_s() * 1e9);
-        vm_t *vm = new_vm("bench-boot", 64 * MIB, 1, "profile=idle print=1000", err, sizeof err);
-        if (!vm) {
-            snprintf(why, whylen, "vm_new: %s", err);
+        int64_t t0 = (int64_t)(vmb_now_s() * 1e9), hb;
+        vm_t *vm = vmb_started_vm(NULL, "bench-boot", 64 * MIB, 1, "profile=idle print=1000", &hb,
+                                  why, whylen);
+        if (!vm)
             return -1;
-        }
-        vm_start(vm);
-        int64_t hb = first_heartbeat(vm, 60);
         vm_destroy(&vm);
-        if (!hb) {
-            snprintf(why, whylen, "no heartbeat within 60 s");
-            return -1;
-        }
         v[n++] = (double)(hb - t0) / 1e6;
         fprintf(stderr, "bench vmm: ferry boot %d: %.2f ms\n", i, v[n - 1]);
     }
-    return median(v, n);
+    return vmb_median(v, n);
 }
 
 /* Starts QEMU on the image; returns its pid, serial output in log_path. */
@@ -179,21 +92,21 @@ static bool file_has(const char *path, const char *needle)
 /* One QEMU boot to the first status line; -1 if QEMU died or timed out. */
 static double qemu_boot_once(const char *image, const char *cpu, const char *log_path)
 {
-    double t0 = now_s();
+    double t0 = vmb_now_s();
     pid_t pid = start_qemu(image, cpu, log_path);
     if (pid < 0)
         return -1;
     double result = -1;
-    while (now_s() - t0 < 120) {
+    while (vmb_now_s() - t0 < 120) {
         if (file_has(log_path, "ferry-guest: hb=1 ")) {
-            result = (now_s() - t0) * 1e3;
+            result = (vmb_now_s() - t0) * 1e3;
             break;
         }
         if (waitpid(pid, NULL, WNOHANG) == pid) {
             pid = -1;
             break;
         }
-        nap_us(1000);
+        vmb_nap_us(1000);
     }
     if (pid > 0) {
         kill(pid, SIGKILL);
@@ -239,7 +152,7 @@ static double qemu_boot_ms(int runs, char *name, size_t namelen, char *why, size
             snprintf(name, namelen,
                      "QEMU %s -enable-kvm -cpu %s -kernel, same image, to its first status line", version,
                      cpus[c]);
-            return median(v, n);
+            return vmb_median(v, n);
         }
     }
     snprintf(why, whylen, "QEMU did not boot the guest with -cpu host or host,-arch-capabilities");
@@ -250,34 +163,12 @@ static double qemu_boot_ms(int runs, char *name, size_t namelen, char *why, size
 
 static int pause_resume(double *pause_us, double *resume_us, char *why, size_t whylen)
 {
-    char err[200];
-    vm_t *vm = new_vm("bench-pause", 256 * MIB, 2, "profile=db wss=32M rate=8M print=0", err,
-                      sizeof err);
-    if (!vm) {
-        snprintf(why, whylen, "vm_new: %s", err);
+    vm_t *vm = vmb_started_vm(NULL, "bench-pause", 256 * MIB, 2, "profile=db wss=32M rate=8M print=0",
+                              NULL, why, whylen);
+    if (!vm)
         return -1;
-    }
-    vm_start(vm);
-    if (!first_heartbeat(vm, 60)) {
-        vm_destroy(&vm);
-        snprintf(why, whylen, "no heartbeat within 60 s");
-        return -1;
-    }
-    enum { RUNS = 50 };
-    double p[RUNS], r[RUNS];
-    for (int i = 0; i < RUNS; i++) {
-        nap_us(20000);  /* let it run between measurements */
-        double t0 = now_s();
-        vm_pause(vm);
-        double t1 = now_s();
-        vm_resume(vm);
-        double t2 = now_s();
-        p[i] = (t1 - t0) * 1e6;
-        r[i] = (t2 - t1) * 1e6;
-    }
+    vmb_pause_resume_us(vm, pause_us, resume_us);
     vm_destroy(&vm);
-    *pause_us = median(p, RUNS);
-    *resume_us = median(r, RUNS);
     return 0;
 }
 
@@ -285,42 +176,16 @@ static int pause_resume(double *pause_us, double *resume_us, char *why, size_t w
 
 static int dirty_log(uint64_t mem, double *collect_us, double *clear_us, char *why, size_t whylen)
 {
-    char err[200];
-    vm_t *vm = new_vm("bench-dirty", mem, 1, "profile=idle print=0 verify=0", err, sizeof err);
-    if (!vm) {
-        snprintf(why, whylen, "vm_new: %s", err);
+    vm_t *vm = vmb_started_vm(NULL, "bench-dirty", mem, 1, "profile=idle print=0 verify=0", NULL,
+                              why, whylen);
+    if (!vm)
         return -1;
-    }
-    vm_start(vm);
-    if (!first_heartbeat(vm, 60)) {
-        vm_destroy(&vm);
-        snprintf(why, whylen, "no heartbeat within 60 s");
-        return -1;
-    }
-    size_t words = vm_dirty_bitmap_words(vm);
-    uint64_t *bitmap = calloc(words, 8);
-    vm_dirty_log_enable(vm);
-    enum { RUNS = 20 };
-    double c[RUNS], k[RUNS];
-    int rc = 0;
-    for (int i = 0; i < RUNS && rc == 0; i++) {
-        nap_us(10000);
-        double t0 = now_s();
-        rc = vm_dirty_log_collect(vm, bitmap);
-        double t1 = now_s();
-        rc = rc ? rc : vm_dirty_log_clear(vm, bitmap);
-        double t2 = now_s();
-        c[i] = (t1 - t0) * 1e6;
-        k[i] = (t2 - t1) * 1e6;
-    }
-    free(bitmap);
+    int rc = vmb_dirty_log_us(vm, collect_us, clear_us);
     vm_destroy(&vm);
     if (rc) {
         snprintf(why, whylen, "dirty log: %s", strerror(-rc));
         return -1;
     }
-    *collect_us = median(c, RUNS);
-    *clear_us = median(k, RUNS);
     return 0;
 }
 
@@ -328,34 +193,13 @@ static int dirty_log(uint64_t mem, double *collect_us, double *clear_us, char *w
  * A guest that never idles (stream at full speed): the share of wall time
  * its vCPU thread gets, unthrottled and at 50%. */
 
-static double cpu_share(vm_t *vm, double seconds)
-{
-    vm_status_t a, b;
-    vm_status(vm, &a);
-    double t0 = now_s();
-    nap_us((long)(seconds * 1e6));
-    vm_status(vm, &b);
-    return (double)(b.vcpu_cpu_ns - a.vcpu_cpu_ns) / 1e9 / (now_s() - t0) * 100;
-}
-
 static int throttle(double *full, double *half, char *why, size_t whylen)
 {
-    char err[200];
-    vm_t *vm = new_vm("bench-throttle", 256 * MIB, 1, "profile=stream rate=0 print=0 verify=0",
-                      err, sizeof err);
-    if (!vm) {
-        snprintf(why, whylen, "vm_new: %s", err);
+    vm_t *vm = vmb_started_vm(NULL, "bench-throttle", 256 * MIB, 1,
+                              "profile=stream rate=0 print=0 verify=0", NULL, why, whylen);
+    if (!vm)
         return -1;
-    }
-    vm_start(vm);
-    if (!first_heartbeat(vm, 60)) {
-        vm_destroy(&vm);
-        snprintf(why, whylen, "no heartbeat within 60 s");
-        return -1;
-    }
-    *full = cpu_share(vm, 2);
-    vm_throttle(vm, 50);
-    *half = cpu_share(vm, 2);
+    vmb_throttle_share(vm, full, half);
     vm_destroy(&vm);
     return 0;
 }
@@ -364,8 +208,10 @@ static int throttle(double *full, double *half, char *why, size_t whylen)
 
 static int memory_hash(double *hash_gbs, double *read_gbs, char *why, size_t whylen)
 {
+    vm_config_t cfg = {.name = "bench-hash", .memory_bytes = 1 * GIB, .vcpus = 1,
+                       .cmdline = "profile=idle"};
     char err[200];
-    vm_t *vm = new_vm("bench-hash", 1 * GIB, 1, "profile=idle", err, sizeof err);
+    vm_t *vm = vm_new(&cfg, err, sizeof err);
     if (!vm) {
         snprintf(why, whylen, "vm_new: %s", err);
         return -1;
@@ -381,15 +227,15 @@ static int memory_hash(double *hash_gbs, double *read_gbs, char *why, size_t why
     uint8_t out[32];
     double best_hash = 1e9, best_read = 1e9;
     for (int i = 0; i < 3; i++) {
-        double t0 = now_s();
+        double t0 = vmb_now_s();
         vm_memory_hash(vm, out);
-        double t1 = now_s();
+        double t1 = vmb_now_s();
         uint64_t acc = 0;
         for (const uint64_t *p = (const uint64_t *)(mem.base + at);
              p < (const uint64_t *)(mem.base + at + data); p++)
             acc |= *p;
         __asm__ volatile("" ::"r"(acc));  /* keep the reads */
-        double t2 = now_s();
+        double t2 = vmb_now_s();
         if (t1 - t0 < best_hash) best_hash = t1 - t0;
         if (t2 - t1 < best_read) best_read = t2 - t1;
     }
@@ -436,11 +282,11 @@ int main(void)
 
     bool kvm = access("/dev/kvm", R_OK | W_OK) == 0;
     if (!kvm) {
-        row_skipped("boot to first heartbeat, 64 MiB", "no /dev/kvm");
-        row_skipped("pause (all vCPUs parked), 2 vCPUs", "no /dev/kvm");
-        row_skipped("resume, 2 vCPUs", "no /dev/kvm");
-        row_skipped("dirty log collect, 1 GiB", "no /dev/kvm");
-        row_skipped("memory hash BLAKE2b", "no /dev/kvm");
+        vmb_row_skipped("boot to first heartbeat, 64 MiB", "no /dev/kvm");
+        vmb_row_skipped("pause (all vCPUs parked), 2 vCPUs", "no /dev/kvm");
+        vmb_row_skipped("resume, 2 vCPUs", "no /dev/kvm");
+        vmb_row_skipped("dirty log collect, 1 GiB", "no /dev/kvm");
+        vmb_row_skipped("memory hash BLAKE2b", "no /dev/kvm");
         printf("\n]}\n");
         return 0;
     }
@@ -450,7 +296,7 @@ int main(void)
     char qemu_name[200], qwhy[256];
     double qemu = ferry >= 0 ? qemu_boot_ms(3, qemu_name, sizeof qemu_name, qwhy, sizeof qwhy) : -1;
     if (ferry < 0)
-        row_skipped("boot to first heartbeat, 64 MiB", why);
+        vmb_row_skipped("boot to first heartbeat, 64 MiB", why);
     else if (qemu < 0)
         row("boot to first heartbeat, 64 MiB", "ms", "lower", ferry, 0, NULL, qwhy);
     else
@@ -465,8 +311,8 @@ int main(void)
             "median of 50; signal + immediate_exit");
         row("resume, 2 vCPUs", "us", "lower", r_us, 0, NULL, "median of 50; returns once woken");
     } else {
-        row_skipped("pause (all vCPUs parked), 2 vCPUs, db profile", why);
-        row_skipped("resume, 2 vCPUs", why);
+        vmb_row_skipped("pause (all vCPUs parked), 2 vCPUs, db profile", why);
+        vmb_row_skipped("resume, 2 vCPUs", why);
     }
 
     static const uint64_t sizes[] = {1 * GIB, 4 * GIB, 16 * GIB};
@@ -476,9 +322,9 @@ int main(void)
                  (unsigned long long)(sizes[i] / GIB));
         snprintf(clear_name, sizeof clear_name, "dirty log clear, %llu GiB guest",
                  (unsigned long long)(sizes[i] / GIB));
-        if (sizes[i] + GIB > mem_available()) {
-            row_skipped(collect_name, "not enough host memory available right now");
-            row_skipped(clear_name, "not enough host memory available right now");
+        if (sizes[i] + GIB > vmb_mem_available()) {
+            vmb_row_skipped(collect_name, "not enough host memory available right now");
+            vmb_row_skipped(clear_name, "not enough host memory available right now");
             continue;
         }
         fprintf(stderr, "bench vmm: dirty log %llu GiB\n", (unsigned long long)(sizes[i] / GIB));
@@ -489,8 +335,8 @@ int main(void)
             row(clear_name, "us", "lower", k_us, 0, NULL,
                 "median of 20, KVM_CLEAR_DIRTY_LOG of what was collected");
         } else {
-            row_skipped(collect_name, why);
-            row_skipped(clear_name, why);
+            vmb_row_skipped(collect_name, why);
+            vmb_row_skipped(clear_name, why);
         }
     }
 
@@ -500,7 +346,7 @@ int main(void)
         row("vCPU share of wall time, busy guest, throttle 50%", "%", "lower", half, full,
             "same guest unthrottled, same run", "goal is half the anchor; 10 ms slices");
     else
-        row_skipped("vCPU share of wall time, busy guest, throttle 50%", why);
+        vmb_row_skipped("vCPU share of wall time, busy guest, throttle 50%", why);
 
     fprintf(stderr, "bench vmm: memory hash\n");
     double h_gbs, rd_gbs;
@@ -509,7 +355,7 @@ int main(void)
             "plain read of the same pages, same run (ceiling)",
             "holes skipped by SEEK_DATA; GB of written pages per second");
     else
-        row_skipped("memory hash BLAKE2b, 256 MiB written of 1 GiB", why);
+        vmb_row_skipped("memory hash BLAKE2b, 256 MiB written of 1 GiB", why);
     printf("\n]}\n");
     return 0;
 }

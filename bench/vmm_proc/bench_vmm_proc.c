@@ -15,35 +15,8 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "vm_bench.h"
 #include "vmm/vm.h"
-
-#define MIB (1ull << 20)
-#define GIB (1ull << 30)
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void nap_us(long us)
-{
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    nanosleep(&ts, NULL);
-}
-
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, by_value);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 /* One measurement on one backend: a value, or why there is none. */
 typedef struct {
@@ -53,26 +26,7 @@ typedef struct {
 
 static vm_t *started_vm(const char *backend, uint64_t mem, const char *cmdline, result_t *r)
 {
-    vm_config_t cfg = {.name = "bench", .memory_bytes = mem, .vcpus = 1, .cmdline = cmdline,
-                       .backend = backend};
-    char err[200];
-    vm_t *vm = vm_new(&cfg, err, sizeof err);
-    if (!vm) {
-        snprintf(r->why, sizeof r->why, "vm_new: %.140s", err);
-        return NULL;
-    }
-    vm_start(vm);
-    double end = now_s() + 60;
-    vm_status_t st;
-    do {
-        nap_us(100);
-        vm_status(vm, &st);
-    } while (st.heartbeats_seen == 0 && now_s() < end && st.state != VM_STOPPED);
-    if (st.heartbeats_seen == 0) {
-        snprintf(r->why, sizeof r->why, "no heartbeat within 60 s");
-        vm_destroy(&vm);
-    }
-    return vm;
+    return vmb_started_vm(backend, "bench", mem, 1, cmdline, NULL, r->why, sizeof r->why);
 }
 
 static result_t boot_ms(const char *backend)
@@ -80,14 +34,14 @@ static result_t boot_ms(const char *backend)
     result_t r = {-1, ""};
     double v[5];
     for (int i = 0; i < 5; i++) {
-        double t0 = now_s();
+        double t0 = vmb_now_s();
         vm_t *vm = started_vm(backend, 64 * MIB, "profile=idle print=0", &r);
         if (!vm)
             return r;
-        v[i] = (now_s() - t0) * 1e3;
+        v[i] = (vmb_now_s() - t0) * 1e3;
         vm_destroy(&vm);
     }
-    r.value = median(v, 5);
+    r.value = vmb_median(v, 5);
     return r;
 }
 
@@ -99,20 +53,8 @@ static void pause_resume_us(const char *backend, result_t *pause, result_t *resu
         *resume = *pause;
         return;
     }
-    enum { RUNS = 50 };
-    double p[RUNS], q[RUNS];
-    for (int i = 0; i < RUNS; i++) {
-        nap_us(20000);
-        double t0 = now_s();
-        vm_pause(vm);
-        double t1 = now_s();
-        vm_resume(vm);
-        p[i] = (t1 - t0) * 1e6;
-        q[i] = (now_s() - t1) * 1e6;
-    }
+    vmb_pause_resume_us(vm, &pause->value, &resume->value);
     vm_destroy(&vm);
-    pause->value = median(p, RUNS);
-    resume->value = median(q, RUNS);
 }
 
 static void dirty_log_us(const char *backend, uint64_t mem, result_t *collect, result_t *clear)
@@ -123,39 +65,16 @@ static void dirty_log_us(const char *backend, uint64_t mem, result_t *collect, r
         *clear = *collect;
         return;
     }
-    size_t words = vm_dirty_bitmap_words(vm);
-    uint64_t *bitmap = calloc(words, 8);
-    int rc = vm_dirty_log_enable(vm);
-    enum { RUNS = 20 };
-    double c[RUNS], k[RUNS];
-    for (int i = 0; i < RUNS && rc == 0; i++) {
-        nap_us(10000);
-        double t0 = now_s();
-        rc = vm_dirty_log_collect(vm, bitmap);
-        double t1 = now_s();
-        rc = rc ? rc : vm_dirty_log_clear(vm, bitmap);
-        c[i] = (t1 - t0) * 1e6;
-        k[i] = (now_s() - t1) * 1e6;
-    }
-    free(bitmap);
+    double c, k;
+    int rc = vmb_dirty_log_us(vm, &c, &k);
     vm_destroy(&vm);
     if (rc) {
         snprintf(collect->why, sizeof collect->why, "dirty log: %s", strerror(-rc));
         *clear = *collect;
         return;
     }
-    collect->value = median(c, RUNS);
-    clear->value = median(k, RUNS);
-}
-
-static double cpu_share(vm_t *vm, double seconds)
-{
-    vm_status_t a, b;
-    vm_status(vm, &a);
-    double t0 = now_s();
-    nap_us((long)(seconds * 1e6));
-    vm_status(vm, &b);
-    return (double)(b.vcpu_cpu_ns - a.vcpu_cpu_ns) / 1e9 / (now_s() - t0) * 100;
+    collect->value = c;
+    clear->value = k;
 }
 
 static void throttle_share(const char *backend, result_t *full, result_t *half)
@@ -166,43 +85,25 @@ static void throttle_share(const char *backend, result_t *full, result_t *half)
         *half = *full;
         return;
     }
-    full->value = cpu_share(vm, 2);
-    vm_throttle(vm, 50);
-    half->value = cpu_share(vm, 2);
+    vmb_throttle_share(vm, &full->value, &half->value);
     vm_destroy(&vm);
 }
 
 /* --- output ------------------------------------------------------------------ */
 
-static int rows;
-
 static void row(const char *name, const char *unit, const char *better, result_t ferry,
                 result_t anchor, const char *anchor_name, const char *note)
 {
-    printf("%s\n  {\"case\": \"%s\"", rows++ ? "," : "", name);
     if (ferry.value < 0) {
-        printf(", \"skipped\": \"%s\"}", ferry.why);
+        vmb_row_skipped(name, ferry.why);
         return;
     }
-    printf(", \"unit\": \"%s\", \"better\": \"%s\", \"ferry\": %.4g", unit, better, ferry.value);
+    vmb_row_measured(name, unit, better, ferry.value);
     if (anchor.value >= 0)
-        printf(", \"anchor\": %.4g, \"anchor_name\": \"%s\"", anchor.value, anchor_name);
+        vmb_row_anchor(anchor.value, anchor_name);
     else
-        printf(", \"anchor_skipped\": \"%s\"", anchor.why);
-    printf(", \"note\": \"%s\"}", note);
-}
-
-static uint64_t mem_available(void)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[128];
-    unsigned long long kib = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return (uint64_t)kib * 1024;
+        vmb_row_anchor_skipped(anchor.why);
+    vmb_row_end(note);
 }
 
 int main(void)
@@ -239,7 +140,7 @@ int main(void)
                  (unsigned long long)(sizes[i] / GIB));
         snprintf(kname, sizeof kname, "dirty log clear, %llu GiB guest",
                  (unsigned long long)(sizes[i] / GIB));
-        if (sizes[i] + GIB > mem_available()) {  /* one VM at a time */
+        if (sizes[i] + GIB > vmb_mem_available()) {  /* one VM at a time */
             result_t none = {-1, "not enough host memory available right now"};
             row(cname, "us", "lower", none, none, kvm_name, "");
             row(kname, "us", "lower", none, none, kvm_name, "");
