@@ -8,12 +8,6 @@ FERRYCTL=$build/ferryctl
 work=$(mktemp -d /tmp/ferry-demo.XXXXXX)
 export XDG_RUNTIME_DIR=$work
 pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
@@ -21,6 +15,7 @@ run() { printf '$ %s\n' "$*"; "$@"; }
 # free_port and the three-host cluster of step 6 (shared with the integration
 # tests and bench/migration_agent).
 source "$(dirname "$0")/loopback_cluster.sh"
+trap 'loopback_cleanup "$work" "${pids[@]}"' EXIT
 port_busy() { python3 -c 'import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(("127.0.0.1",int(sys.argv[1])))!=0)' "$1"; }
 
 say "1. a single-agent dev cluster on 127.0.0.1"

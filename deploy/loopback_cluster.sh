@@ -52,3 +52,13 @@ loopback_agent_start() {
     "$FERRYD" run --config "$1/h$2/ferry.conf" >>"$3" 2>&1 &
     LOOPBACK_PID=$!
 }
+
+# loopback_cleanup WORK [PID...]: stops the agents (SIGTERM), waits for them
+# and removes WORK. For an EXIT trap: never fails.
+loopback_cleanup() {
+    local work=$1 pid
+    shift
+    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}

@@ -24,16 +24,11 @@ skip() {
 
 work=$(mktemp -d /tmp/ferry-bench-migration-agent.XXXXXX)
 pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
 # The agents' state, config and free ports (shared with `make demo` and the
 # integration tests).
 FERRYD=$build/ferryd
 source "$(dirname "$0")/../../deploy/loopback_cluster.sh"
+trap 'loopback_cleanup "$work" "${pids[@]}"' EXIT
 h() { "$build/ferryctl" --cred "$work/h$1/state/admin.cred" "${@:2}"; }
 
 echo "bench migration_agent: three agents on 127.0.0.1" >&2
